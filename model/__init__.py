@@ -1,0 +1,1 @@
+"""The generator (lazy decoder-only), constrained beam search, baselines and the bundle format."""

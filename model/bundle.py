@@ -1,0 +1,154 @@
+"""The bundle: everything serving needs, in one checksummed directory (no pickle)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import load_file as load_torch
+from safetensors.torch import save_file as save_torch
+
+from model.config import GeneratorConfig
+from model.lazy_decoder import LazyDecoder
+from tokenizer.config import TokenizerConfig
+from tokenizer.semantic_ids import SemanticIds
+
+FORMAT = "genrec-bundle/1"
+MANIFEST = "manifest.json"
+
+
+class BundleError(Exception):
+    """A bundle is missing, incomplete, or fails its checksums."""
+
+
+@dataclass
+class Catalog:
+    """Item index ↔ external item ID, with titles and training popularity."""
+
+    item_ids: list[str]
+    titles: list[str]
+    popularity: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.index = {item: i for i, item in enumerate(self.item_ids)}
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+    model: LazyDecoder
+    semantic_ids: SemanticIds
+    catalog: Catalog
+    histories: dict[str, list[str]]
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def new_version() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False))
+
+
+def save_bundle(
+    out: Path, *, model: LazyDecoder, semantic_ids: SemanticIds, catalog: Catalog,
+    histories: dict[str, list[str]], manifest: dict[str, Any],
+) -> Path:
+    """Write a bundle to `out` atomically: a sibling temp dir is renamed into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_torch({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+        save_numpy(semantic_ids.tensors(), str(tmp / "tokenizer.safetensors"))
+        save_numpy({"popularity": catalog.popularity.astype(np.int64)}, str(tmp / "popularity.safetensors"))
+        _write_json(tmp / "catalog.json", {"item_ids": catalog.item_ids, "titles": catalog.titles})
+        _write_json(tmp / "histories.json", histories)
+        files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
+        full = {
+            "format": FORMAT,
+            "version": manifest.get("version") or new_version(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **manifest,
+            "generator": model.cfg.to_dict(),
+            "tokenizer": {"config": semantic_ids.config.to_dict(), **semantic_ids.meta()},
+            "files": files,
+        }
+        _write_json(tmp / MANIFEST, full)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_manifest(path: Path, verify: bool = True) -> dict[str, Any]:
+    """The manifest of the bundle at `path`; with `verify`, every file's sha256 is checked."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path}: no readable {MANIFEST} ({e})") from e
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    if verify:
+        for name, digest in manifest["files"].items():
+            file = path / name
+            if not file.is_file() or sha256(file) != digest:
+                raise BundleError(f"{path}: checksum mismatch for {name}")
+    return manifest
+
+
+def load_bundle(path: Path, verify: bool = True) -> Bundle:
+    """Load and verify a bundle; refuses one whose checksums fail."""
+    path = Path(path).resolve()
+    manifest = read_manifest(path, verify)
+    cfg = GeneratorConfig.from_dict(manifest["generator"])
+    model = LazyDecoder(cfg)
+    model.load_state_dict(load_torch(path / "model.safetensors"))
+    model.eval()
+    tok = manifest["tokenizer"]
+    semantic_ids = SemanticIds.from_tensors(
+        TokenizerConfig.from_dict(tok["config"]), tok, load_numpy(str(path / "tokenizer.safetensors"))
+    )
+    cat = json.loads((path / "catalog.json").read_text())
+    popularity = load_numpy(str(path / "popularity.safetensors"))["popularity"]
+    catalog = Catalog(cat["item_ids"], cat["titles"], popularity)
+    histories = json.loads((path / "histories.json").read_text())
+    return Bundle(path, manifest, model, semantic_ids, catalog, histories)
+

@@ -1,0 +1,182 @@
+"""The lazy decoder-only generator (OneRec-V2): static context K/V shared by every layer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.config import GeneratorConfig
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+
+
+def _offsets(sizes: tuple[int, ...]) -> Tensor:
+    """Start of each level's codes in one shared embedding table."""
+    return torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
+
+
+class ContextProcessor(nn.Module):
+    """History items → static keys/values (B, Hkv, T, D), computed once per request.
+
+    Each item is the sum of its per-level code embeddings, its item-id embedding and a
+    recency position (0 = most recent). Histories are left-padded: the last column is
+    the newest item. There is no attention among history items: that is the lazy part.
+    """
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        C, D = cfg.d_model, cfg.head_dim
+        self.n_kv_heads, self.head_dim = cfg.n_kv_heads, D
+        self.register_buffer("code_offsets", _offsets(cfg.codebook_sizes), persistent=False)
+        self.code_emb = nn.Embedding(sum(cfg.codebook_sizes), C)
+        self.item_emb = nn.Embedding(cfg.n_items, C) if cfg.item_embeddings else None
+        self.pos_emb = nn.Embedding(cfg.max_history, C)
+        self.norm = nn.RMSNorm(C)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.to_kv = nn.Linear(C, 2 * cfg.n_kv_heads * D, bias=False)
+        self.k_norm = nn.RMSNorm(D)
+
+    def forward(self, hist_codes: Tensor, hist_items: Tensor) -> tuple[Tensor, Tensor]:
+        B, T, L = hist_codes.shape
+        x = self.code_emb(hist_codes + self.code_offsets).sum(2)  # (B, T, C)
+        if self.item_emb is not None:
+            x = x + self.item_emb(hist_items)
+        positions = torch.arange(T - 1, -1, -1, device=x.device)  # recency, (T,)
+        x = self.drop(self.norm(x + self.pos_emb(positions)))
+        kv = self.to_kv(x).view(B, T, 2, self.n_kv_heads, self.head_dim)
+        ctx_k = self.k_norm(kv[:, :, 0]).transpose(1, 2)  # (B, Hkv, T, D)
+        ctx_v = kv[:, :, 1].transpose(1, 2)  # (B, Hkv, T, D)
+        return ctx_k, ctx_v
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, C: int, hidden: int) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(C, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, C, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm: cross-attention to the static context → causal self-attention → FFN."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        C, H, D = cfg.d_model, cfg.n_heads, cfg.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = H, cfg.n_kv_heads, D
+        self.dropout = cfg.dropout
+        self.norm_cross, self.norm_self, self.norm_ffn = nn.RMSNorm(C), nn.RMSNorm(C), nn.RMSNorm(C)
+        self.q_cross = nn.Linear(C, H * D, bias=False)
+        self.q_norm = nn.RMSNorm(D)
+        self.out_cross = nn.Linear(H * D, C, bias=False)
+        self.qkv_self = nn.Linear(C, 3 * H * D, bias=False)
+        self.out_self = nn.Linear(H * D, C, bias=False)
+        self.ffn = SwiGLU(C, cfg.ffn_mult * C)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def cross_attention(self, x: Tensor, ctx_k: Tensor, ctx_v: Tensor, ctx_mask: Tensor) -> Tensor:
+        """All beams' tokens of a request query that request's context in one call.
+
+        Beams and query heads fold into the query axis of their KV head, so the context
+        K/V (B, Hkv, T, D) is read as is: no per-beam or per-head copies.
+        """
+        B, W, S, _ = x.shape
+        Hkv, G, D = self.n_kv_heads, self.n_heads // self.n_kv_heads, self.head_dim
+        q = self.q_norm(self.q_cross(x).view(B, W * S, Hkv, G, D))
+        q = q.permute(0, 2, 3, 1, 4).reshape(B, Hkv, G * W * S, D)
+        p = self.dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, ctx_k, ctx_v, attn_mask=ctx_mask, dropout_p=p)
+        a = a.view(B, Hkv, G, W * S, D).permute(0, 3, 1, 2, 4)  # (B, W*S, Hkv, G, D)
+        return self.out_cross(a.reshape(B, W, S, Hkv * G * D))
+
+    def self_attention(self, x: Tensor) -> Tensor:
+        B, W, S, _ = x.shape
+        H, D = self.n_heads, self.head_dim
+        qkv = self.qkv_self(x).view(B * W, S, 3, H, D).transpose(1, 3)  # (BW, H, 3, S, D)
+        q, k, v = qkv.unbind(2)  # each (BW, H, S, D)
+        p = self.dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+        return self.out_self(a.transpose(1, 2).reshape(B, W, S, H * D))
+
+    def forward(self, x: Tensor, ctx_k: Tensor, ctx_v: Tensor, ctx_mask: Tensor) -> Tensor:
+        x = x + self.drop(self.cross_attention(self.norm_cross(x), ctx_k, ctx_v, ctx_mask))
+        x = x + self.drop(self.self_attention(self.norm_self(x)))
+        return x + self.drop(self.ffn(self.norm_ffn(x)))
+
+
+class LazyDecoder(nn.Module):
+    """Reads a history, writes the next item's semantic ID one level at a time.
+
+    Target tokens are `[BOS, s_0, …, s_{L-2}]`; position ℓ predicts level ℓ through
+    its own head. The caches are explicit: `encode_context` returns the static
+    context K/V, `step` takes them back, so batching and export stay simple.
+    """
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        if cfg.n_levels < 1:
+            raise ValueError("GeneratorConfig.codebook_sizes is empty: call for_catalog() first")
+        self.cfg = cfg
+        C = cfg.d_model
+        self.context = ContextProcessor(cfg)
+        self.register_buffer("tok_offsets", _offsets(cfg.codebook_sizes), persistent=False)
+        self.bos = nn.Parameter(torch.zeros(C))
+        self.tok_emb = nn.Embedding(sum(cfg.codebook_sizes), C)
+        self.level_emb = nn.Embedding(cfg.n_levels, C)
+        self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
+        self.norm_out = nn.RMSNorm(C)
+        self.heads = nn.ModuleList(nn.Linear(C, k, bias=False) for k in cfg.codebook_sizes)
+        self.apply(_init_weights)
+        nn.init.normal_(self.bos, std=0.02)
+
+    def encode_context(self, hist_codes: Tensor, hist_items: Tensor) -> tuple[Tensor, Tensor]:
+        """hist_codes (B, T, L), hist_items (B, T) → ctx_k, ctx_v (B, Hkv, T, D)."""
+        return self.context(hist_codes, hist_items)
+
+    def decode(self, ctx_k: Tensor, ctx_v: Tensor, ctx_mask: Tensor, tokens: Tensor) -> Tensor:
+        """tokens (B, W, t) chosen codes → hidden states (B, W, t+1, C) of [BOS, tokens]."""
+        B, W, t = tokens.shape
+        x = self.tok_emb(tokens + self.tok_offsets[:t])  # (B, W, t, C)
+        x = torch.cat([self.bos.expand(B, W, 1, -1), x], dim=2)  # (B, W, t+1, C)
+        x = x + self.level_emb.weight[: t + 1]
+        mask = ctx_mask[:, None, None, :]  # (B, 1, 1, T)
+        for block in self.blocks:
+            x = block(x, ctx_k, ctx_v, mask)
+        return self.norm_out(x)
+
+    def step(self, ctx_k: Tensor, ctx_v: Tensor, ctx_mask: Tensor, tokens: Tensor) -> Tensor:
+        """Log-probabilities (B, W, K_t) of the next level's code after `tokens` (B, W, t)."""
+        t = tokens.shape[-1]
+        h = self.decode(ctx_k, ctx_v, ctx_mask, tokens)[:, :, -1]  # (B, W, C)
+        return F.log_softmax(self.heads[t](h).float(), dim=-1)
+
+    def forward(
+        self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor, target_codes: Tensor
+    ) -> list[Tensor]:
+        """Teacher-forced logits, one (B, K_ℓ) tensor per level."""
+        ctx_k, ctx_v = self.encode_context(hist_codes, hist_items)
+        h = self.decode(ctx_k, ctx_v, hist_mask, target_codes[:, None, :-1])[:, 0]  # (B, L, C)
+        return [head(h[:, level]) for level, head in enumerate(self.heads)]
+
+    def loss(
+        self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor, target_codes: Tensor,
+        label_smoothing: float = 0.0,
+    ) -> Tensor:
+        """Mean cross-entropy over levels."""
+        logits = self(hist_codes, hist_items, hist_mask, target_codes)
+        losses = [
+            F.cross_entropy(lg, target_codes[:, level], label_smoothing=label_smoothing)
+            for level, lg in enumerate(logits)
+        ]
+        return torch.stack(losses).mean()

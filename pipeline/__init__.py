@@ -1,0 +1,1 @@
+"""Offline jobs: datasets, embeddings, training, evaluation, retraining; the `genrec` CLI."""

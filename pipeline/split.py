@@ -1,0 +1,117 @@
+"""Per-user chronological sequences and the leave-one-out split (last → test, second-to-last → valid)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.datasets import Dataset
+
+
+@dataclass
+class Sequences:
+    """Every user's items in time order, ragged: user u owns items[offsets[u]:offsets[u+1]].
+
+    Ties in time keep the order of the input file (a stable sort).
+    """
+
+    user_ids: list[str]
+    item_ids: list[str]
+    offsets: np.ndarray
+    items: np.ndarray
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def history(self, u: int) -> np.ndarray:
+        return self.items[self.offsets[u] : self.offsets[u + 1]]
+
+
+@dataclass
+class Examples:
+    """Prediction targets: history is items[starts[i]:ends[i]] of the flat array, target items[ends[i]]."""
+
+    users: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def subset(self, idx: np.ndarray) -> Examples:
+        return Examples(self.users[idx], self.starts[idx], self.ends[idx], self.targets[idx])
+
+
+@dataclass
+class Split:
+    sequences: Sequences
+    train: Examples
+    valid: Examples
+    test: Examples
+
+    def popularity(self) -> np.ndarray:
+        """Interaction counts per item over the training part only (no leakage)."""
+        last_train = self.train_end()
+        pos = np.arange(len(self.sequences.items)) - np.repeat(
+            self.sequences.offsets[:-1], self.sequences.lengths
+        )
+        keep = pos < np.repeat(last_train, self.sequences.lengths)
+        return np.bincount(self.sequences.items[keep], minlength=self.sequences.n_items)
+
+    def train_end(self) -> np.ndarray:
+        """Per user, the number of leading items that belong to training (n − 2, or n if < 3)."""
+        n = self.sequences.lengths
+        return np.where(n >= 3, n - 2, n)
+
+
+def catalog_ids(dataset: Dataset) -> list[str]:
+    """Catalog order: the items file first, then items only seen in interactions (sorted)."""
+    known = list(dict.fromkeys(dataset.items["item_id"].tolist()))
+    seen = set(known)
+    extra = sorted(set(dataset.interactions["item_id"].unique()) - seen)
+    return known + extra
+
+
+def build_sequences(dataset: Dataset, item_ids: list[str] | None = None) -> Sequences:
+    """Group interactions by user in time order; item indices follow `item_ids` (catalog order)."""
+    item_ids = item_ids if item_ids is not None else catalog_ids(dataset)
+    inter = dataset.interactions
+    index = pd.Index(item_ids)
+    item_idx = index.get_indexer(inter["item_id"])
+    if (item_idx < 0).any():
+        unknown = inter["item_id"][item_idx < 0].unique()[:5].tolist()
+        raise ValueError(f"interactions name items outside the catalog, e.g. {unknown}")
+    users, user_idx = np.unique(inter["user_id"].to_numpy(), return_inverse=True)
+    order = np.lexsort((np.arange(len(inter)), inter["timestamp"].to_numpy(), user_idx))
+    counts = np.bincount(user_idx, minlength=len(users))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return Sequences([str(u) for u in users], list(item_ids), offsets, item_idx[order].astype(np.int64))
+
+
+def leave_one_out(seqs: Sequences) -> Split:
+    """Users with ≥ 3 items give one validation and one test target; every earlier position
+    (from the second item on) is a training target. Shorter users only train."""
+    n = seqs.lengths
+    start = seqs.offsets[:-1]
+    n_train = np.where(n >= 3, n - 2, n)
+    # training targets: positions 1 .. n_train-1 of each user
+    per_user = np.maximum(n_train - 1, 0)
+    users = np.repeat(np.arange(len(n)), per_user)
+    pos = np.arange(per_user.sum()) - np.repeat(np.cumsum(per_user) - per_user, per_user) + 1
+    train = _examples(seqs, users, start[users], start[users] + pos)
+    evaluable = np.flatnonzero(n >= 3)
+    valid = _examples(seqs, evaluable, start[evaluable], start[evaluable] + n[evaluable] - 2)
+    test = _examples(seqs, evaluable, start[evaluable], start[evaluable] + n[evaluable] - 1)
+    return Split(seqs, train, valid, test)
+
+
+def _examples(seqs: Sequences, users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Examples:
+    return Examples(users, starts, ends, seqs.items[ends])

@@ -1,0 +1,1 @@
+"""The HTTP service: FastAPI app, settings, Redis store, micro-batcher, recommendation engine."""

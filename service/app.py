@@ -1,0 +1,63 @@
+"""The FastAPI application: `create_app()` and the lifespan that loads the bundle and opens Redis."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+
+from model.bundle import load_bundle
+from service.batcher import MicroBatcher
+from service.request_guard import RequestGuard
+from service.engine import Engine, run_jobs
+from service.errors import install_handlers
+from service.routes import events, health, recommend, users
+from service.settings import Settings, get_settings
+from service.store import EmbeddedRedis, HistoryStore, connect
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    s: Settings = app.state.settings
+    if s.torch_threads:
+        torch.set_num_threads(s.torch_threads)
+    bundle = load_bundle(s.bundle)
+    app.state.engine = Engine(bundle, s.default_beam_width, s.max_beam_width)
+    log.info("bundle_loaded version=%s items=%d path=%s", bundle.version, len(bundle.catalog), bundle.path)
+    server = None if s.redis_url else EmbeddedRedis(s.redis_path)
+    client = connect(s.redis_url, server.socket if server else None, s.redis_timeout_s)
+    app.state.store = store = HistoryStore(client, s.redis_prefix, s.max_history)
+    if s.seed_histories:
+        try:
+            await store.seed(bundle.histories, bundle.version)
+        except Exception:
+            log.warning("seed_histories_failed: the store is unreachable; continuing", exc_info=True)
+    app.state.batcher = batcher = MicroBatcher(run_jobs, s.batch_max_size, s.batch_max_wait_ms)
+    batcher.start()
+    try:
+        yield
+    finally:
+        await batcher.stop()
+        await client.aclose()
+        if server:
+            server.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="genrec",
+        summary="Generative recommendations: semantic IDs decoded by constrained beam search.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    install_handlers(app)
+    for module in (recommend, events, users, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestGuard, max_bytes=app.state.settings.max_body_bytes)
+    return app

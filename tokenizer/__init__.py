@@ -1,0 +1,1 @@
+"""Item embeddings → semantic IDs: residual quantization, unique-ID resolution, prefix trie."""

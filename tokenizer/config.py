@@ -1,0 +1,43 @@
+"""Tokenizer hyper-parameters: a frozen dataclass that serializes into the bundle manifest."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How item embeddings become semantic IDs.
+
+    `codebook_size=None` derives the size from the item count (`derive_codebook_size`).
+    `dedup_size` is the vocabulary of the extra disambiguation level that makes every ID
+    unique (TIGER's 4th token); `None` sizes it from the largest collision group.
+    """
+
+    kind: Literal["rq-kmeans", "rq-vae"] = "rq-kmeans"
+    n_levels: int = 3
+    codebook_size: int | None = None
+    dedup_size: int | None = None
+    balanced: bool = True
+    kmeans_iters: int = 20
+    balance_iters: int = 5
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
+        return cls(**d)
+
+
+def derive_codebook_size(n_items: int, n_levels: int) -> int:
+    """A power of two near twice the L-th root of N, clamped to [8, 256].
+
+    Twice the root leaves the deepest level room to separate most items, so the
+    disambiguation level stays short; ml-100k (1,682 items, 3 levels) gets 32.
+    """
+    root = max(n_items, 1) ** (1.0 / n_levels)
+    return int(min(256, max(8, 2 ** round(math.log2(2 * root)))))
