@@ -32,7 +32,7 @@ class TrieTensors:
 
     @classmethod
     def from_trie(cls, trie: PrefixTrie) -> TrieTensors:
-        L, N = trie.n_levels, trie.n_items
+        _L, N = trie.n_levels, trie.n_items
         below = [*trie.item_node[1:], np.arange(N)]
         leaves = [*trie.leaf_counts[1:], np.ones(N, dtype=np.int64)]
         return cls(

@@ -31,6 +31,8 @@ class ContextProcessor(nn.Module):
     the newest item. There is no attention among history items: that is the lazy part.
     """
 
+    code_offsets: Tensor
+
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         C, D = cfg.d_model, cfg.head_dim
@@ -45,7 +47,7 @@ class ContextProcessor(nn.Module):
         self.k_norm = nn.RMSNorm(D)
 
     def forward(self, hist_codes: Tensor, hist_items: Tensor) -> tuple[Tensor, Tensor]:
-        B, T, L = hist_codes.shape
+        B, T, _L = hist_codes.shape
         x = self.code_emb(hist_codes + self.code_offsets).sum(2)  # (B, T, C)
         if self.item_emb is not None:
             x = x + self.item_emb(hist_items)
@@ -122,6 +124,8 @@ class LazyDecoder(nn.Module):
     its own head. The caches are explicit: `encode_context` returns the static
     context K/V, `step` takes them back, so batching and export stay simple.
     """
+
+    tok_offsets: Tensor
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()

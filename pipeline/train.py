@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Optimisation settings; early stopping watches validation NDCG@10."""
 
-    epochs: int = 40
+    epochs: int = 12
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -88,7 +88,7 @@ def fit(
         model.train()
         order = rng.permutation(len(split.train))
         losses = []
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, mininterval=1.0)
         for step in bar:
             ex = split.train.subset(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
             loss = model.loss(**make_batch(split, ex, codes_t, model.cfg.max_history),
@@ -99,7 +99,8 @@ def fit(
             opt.step()
             sched.step()
             losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
         rec = Recommender(model, codes, trie)
         val = evaluate_ranker(generator_ranker(rec, cfg.eval_beam), split, split.valid)
         point = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": sched.get_last_lr()[0],

@@ -11,9 +11,9 @@ from fastapi import FastAPI
 
 from model.bundle import load_bundle
 from service.batcher import MicroBatcher
-from service.request_guard import RequestGuard
 from service.engine import Engine, run_jobs
 from service.errors import install_handlers
+from service.request_guard import RequestGuard
 from service.routes import events, health, recommend, users
 from service.settings import Settings, get_settings
 from service.store import EmbeddedRedis, HistoryStore, connect
@@ -29,7 +29,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     bundle = load_bundle(s.bundle)
     app.state.engine = Engine(bundle, s.default_beam_width, s.max_beam_width)
     log.info("bundle_loaded version=%s items=%d path=%s", bundle.version, len(bundle.catalog), bundle.path)
-    server = None if s.redis_url else EmbeddedRedis(s.redis_path)
+    server = None if s.redis_url else EmbeddedRedis(s.redis_dir)
     client = connect(s.redis_url, server.socket if server else None, s.redis_timeout_s)
     app.state.store = store = HistoryStore(client, s.redis_prefix, s.max_history)
     if s.seed_histories:

@@ -16,7 +16,7 @@ class Settings(BaseSettings):
 
     bundle: Path = Path("artifacts/bundles/ml-100k")
     redis_url: str | None = None
-    redis_path: Path = Path("data/redis/genrec.db")
+    redis_dir: Path = Path("data/redis")
     redis_timeout_s: float = Field(0.25, gt=0, description="Connect and command timeout; fail fast.")
     redis_prefix: str = "genrec"
     api_key: SecretStr | None = None

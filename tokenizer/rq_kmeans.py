@@ -80,6 +80,7 @@ def _cluster_level(
         min_points_per_centroid=1, max_points_per_centroid=max(256, n // k + 1),
     )
     km.train(residual)
+    assert km.centroids is not None
     centroids = km.centroids.copy()
     if not config.balanced:
         return centroids, squared_distances(residual, centroids).argmin(axis=1)

@@ -1,0 +1,50 @@
+# genrec — two commands: `make demo` (set up, fetch ml-100k, train, serve) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev
+# Editable for development; the Docker image installs with EDITABLE= (a normal install).
+EDITABLE ?= -e
+# Where a CPU build of torch==2.13.0 comes from when PyPI would give a CUDA one (Docker sets it).
+TORCH_INDEX ?=
+BUNDLE ?= artifacts/bundles/ml-100k
+HOST ?= 127.0.0.1
+PORT ?= 8000
+API_KEY ?= demo-key-change-me
+export GENREC_DATA_DIR ?= data
+
+.PHONY: install demo train serve test lint bench-quality clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==2.13.0
+	$(BIN)/pip install --quiet $(EDITABLE) '.[$(EXTRAS)]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(BUNDLE)/manifest.json: | install
+	$(BIN)/genrec data fetch ml-100k
+	$(BIN)/genrec train --dataset ml-100k --out $(BUNDLE)
+
+train: $(BUNDLE)/manifest.json
+
+demo: train
+	@echo
+	@echo "Serving $(BUNDLE) on http://$(HOST):$(PORT) (docs: http://$(HOST):$(PORT)/docs). Try:"
+	@echo "  curl -X POST $(HOST):$(PORT)/v1/recommend -d '{\"user_id\":\"196\",\"k\":10}'"
+	@echo "  curl -X POST $(HOST):$(PORT)/v1/events -H 'X-API-Key: $(API_KEY)' -d '{\"events\":[{\"user_id\":\"196\",\"item_id\":\"50\"}]}'"
+	@echo
+	GENREC_API_KEY=$(API_KEY) $(BIN)/genrec serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache

