@@ -28,7 +28,9 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
 
 
 @data_app.command("fetch")
-def data_fetch(name: str = "ml-100k", data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset name.")] = "ml-100k", data_dir: DataDir = DEFAULT_DATA_DIR
+) -> None:
     """Download a built-in dataset (a no-op when it is already there)."""
     from pipeline.datasets import fetch_builtin
 

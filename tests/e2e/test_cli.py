@@ -21,3 +21,12 @@ def test_evaluate_prints_genrec_and_popularity_metrics(tiny_bundle):
 def test_train_needs_exactly_one_data_source(tmp_path):
     run = genrec("train", "--out", str(tmp_path / "b"))
     assert run.returncode != 0 and "exactly one" in run.stderr
+
+
+def test_data_fetch_takes_the_dataset_name_as_an_argument(tmp_path):
+    (tmp_path / "ml-100k").mkdir()
+    for f in ("ml-100k.inter", "ml-100k.item"):
+        (tmp_path / "ml-100k" / f).write_text("x")  # present: fetch is a no-op
+    run = genrec("data", "fetch", "ml-100k", "--data-dir", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(tmp_path / "ml-100k")
