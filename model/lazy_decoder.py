@@ -26,9 +26,11 @@ def _offsets(sizes: tuple[int, ...]) -> Tensor:
 class ContextProcessor(nn.Module):
     """History items → static keys/values (B, Hkv, T, D), computed once per request.
 
-    Each item is the sum of its per-level code embeddings, its item-id embedding and a
-    recency position (0 = most recent). Histories are left-padded: the last column is
-    the newest item. There is no attention among history items: that is the lazy part.
+    Each item is the sum of its per-level code embeddings and its item-id embedding. Order
+    enters as a learned recency bias on the attention logits (one per KV head and distance,
+    1 = most recent), not as a position embedding: an item's K/V then do not depend on where
+    it stands, so training shares one context between every target of a sequence. There is
+    no attention among history items: that is the lazy part.
     """
 
     code_offsets: Tensor
@@ -36,11 +38,11 @@ class ContextProcessor(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         C, D = cfg.d_model, cfg.head_dim
-        self.n_kv_heads, self.head_dim = cfg.n_kv_heads, D
+        self.n_kv_heads, self.head_dim, self.max_history = cfg.n_kv_heads, D, cfg.max_history
         self.register_buffer("code_offsets", _offsets(cfg.codebook_sizes), persistent=False)
         self.code_emb = nn.Embedding(sum(cfg.codebook_sizes), C)
         self.item_emb = nn.Embedding(cfg.n_items, C) if cfg.item_embeddings else None
-        self.pos_emb = nn.Embedding(cfg.max_history, C)
+        self.recency = nn.Parameter(torch.zeros(cfg.n_kv_heads, cfg.max_history))
         self.norm = nn.RMSNorm(C)
         self.drop = nn.Dropout(cfg.dropout)
         self.to_kv = nn.Linear(C, 2 * cfg.n_kv_heads * D, bias=False)
@@ -51,12 +53,27 @@ class ContextProcessor(nn.Module):
         x = self.code_emb(hist_codes + self.code_offsets).sum(2)  # (B, T, C)
         if self.item_emb is not None:
             x = x + self.item_emb(hist_items)
-        positions = torch.arange(T - 1, -1, -1, device=x.device)  # recency, (T,)
-        x = self.drop(self.norm(x + self.pos_emb(positions)))
+        x = self.drop(self.norm(x))
         kv = self.to_kv(x).view(B, T, 2, self.n_kv_heads, self.head_dim)
         ctx_k = self.k_norm(kv[:, :, 0]).transpose(1, 2)  # (B, Hkv, T, D)
         ctx_v = kv[:, :, 1].transpose(1, 2)  # (B, Hkv, T, D)
         return ctx_k, ctx_v
+
+    def bias(self, distance: Tensor, valid: Tensor) -> Tensor:
+        """distance, valid (B, W, T) → additive attention bias (B, Hkv, W, T), −inf where invalid.
+
+        A key is visible when valid and 1 ≤ distance ≤ max_history (distance 1: the newest item).
+        """
+        visible = valid & (distance >= 1) & (distance <= self.max_history)
+        idx = (distance - 1).clamp(0, self.max_history - 1)  # (B, W, T)
+        bias = self.recency[:, idx].permute(1, 0, 2, 3)  # (B, Hkv, W, T)
+        return bias.masked_fill(~visible[:, None], float("-inf"))
+
+    def window_bias(self, mask: Tensor) -> Tensor:
+        """For left-padded windows (B, T), newest last: the bias (B, Hkv, 1, T)."""
+        T = mask.shape[1]
+        distance = torch.arange(T, 0, -1, device=mask.device).expand_as(mask)  # (B, T)
+        return self.bias(distance[:, None], mask[:, None])
 
 
 class SwiGLU(nn.Module):
@@ -87,18 +104,22 @@ class DecoderBlock(nn.Module):
         self.ffn = SwiGLU(C, cfg.ffn_mult * C)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def cross_attention(self, x: Tensor, ctx_k: Tensor, ctx_v: Tensor, ctx_mask: Tensor) -> Tensor:
+    def cross_attention(self, x: Tensor, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor) -> Tensor:
         """All beams' tokens of a request query that request's context in one call.
 
         Beams and query heads fold into the query axis of their KV head, so the context
-        K/V (B, Hkv, T, D) is read as is: no per-beam or per-head copies.
+        K/V (B, Hkv, T, D) is read as is: no per-beam or per-head copies. `ctx_bias` is
+        (B, Hkv, 1, T), shared by every beam, or (B, Hkv, W, T), one per target in training.
         """
         B, W, S, _ = x.shape
         Hkv, G, D = self.n_kv_heads, self.n_heads // self.n_kv_heads, self.head_dim
         q = self.q_norm(self.q_cross(x).view(B, W * S, Hkv, G, D))
         q = q.permute(0, 2, 3, 1, 4).reshape(B, Hkv, G * W * S, D)
+        if ctx_bias.shape[2] > 1:  # per-target bias: lay it out like the folded queries
+            T = ctx_bias.shape[-1]
+            ctx_bias = ctx_bias[:, :, None, :, None].expand(B, Hkv, G, W, S, T).reshape(B, Hkv, G * W * S, T)
         p = self.dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, ctx_k, ctx_v, attn_mask=ctx_mask, dropout_p=p)
+        a = F.scaled_dot_product_attention(q, ctx_k, ctx_v, attn_mask=ctx_bias, dropout_p=p)
         a = a.view(B, Hkv, G, W * S, D).permute(0, 3, 1, 2, 4)  # (B, W*S, Hkv, G, D)
         return self.out_cross(a.reshape(B, W, S, Hkv * G * D))
 
@@ -111,8 +132,8 @@ class DecoderBlock(nn.Module):
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         return self.out_self(a.transpose(1, 2).reshape(B, W, S, H * D))
 
-    def forward(self, x: Tensor, ctx_k: Tensor, ctx_v: Tensor, ctx_mask: Tensor) -> Tensor:
-        x = x + self.drop(self.cross_attention(self.norm_cross(x), ctx_k, ctx_v, ctx_mask))
+    def forward(self, x: Tensor, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor) -> Tensor:
+        x = x + self.drop(self.cross_attention(self.norm_cross(x), ctx_k, ctx_v, ctx_bias))
         x = x + self.drop(self.self_attention(self.norm_self(x)))
         return x + self.drop(self.ffn(self.norm_ffn(x)))
 
@@ -144,43 +165,50 @@ class LazyDecoder(nn.Module):
         self.apply(_init_weights)
         nn.init.normal_(self.bos, std=0.02)
 
-    def encode_context(self, hist_codes: Tensor, hist_items: Tensor) -> tuple[Tensor, Tensor]:
-        """hist_codes (B, T, L), hist_items (B, T) → ctx_k, ctx_v (B, Hkv, T, D)."""
-        return self.context(hist_codes, hist_items)
+    def encode_context(self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Left-padded windows, newest last: hist_codes (B, T, L), hist_items and hist_mask (B, T)
+        → ctx_k, ctx_v (B, Hkv, T, D) and ctx_bias (B, Hkv, 1, T)."""
+        ctx_k, ctx_v = self.context(hist_codes, hist_items)
+        return ctx_k, ctx_v, self.context.window_bias(hist_mask)
 
-    def decode(self, ctx_k: Tensor, ctx_v: Tensor, ctx_mask: Tensor, tokens: Tensor) -> Tensor:
+    def decode(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, tokens: Tensor) -> Tensor:
         """tokens (B, W, t) chosen codes → hidden states (B, W, t+1, C) of [BOS, tokens]."""
         B, W, t = tokens.shape
         x = self.tok_emb(tokens + self.tok_offsets[:t])  # (B, W, t, C)
         x = torch.cat([self.bos.expand(B, W, 1, -1), x], dim=2)  # (B, W, t+1, C)
         x = x + self.level_emb.weight[: t + 1]
-        mask = ctx_mask[:, None, None, :]  # (B, 1, 1, T)
         for block in self.blocks:
-            x = block(x, ctx_k, ctx_v, mask)
+            x = block(x, ctx_k, ctx_v, ctx_bias)
         return self.norm_out(x)
 
-    def step(self, ctx_k: Tensor, ctx_v: Tensor, ctx_mask: Tensor, tokens: Tensor) -> Tensor:
+    def step(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, tokens: Tensor) -> Tensor:
         """Log-probabilities (B, W, K_t) of the next level's code after `tokens` (B, W, t)."""
         t = tokens.shape[-1]
-        h = self.decode(ctx_k, ctx_v, ctx_mask, tokens)[:, :, -1]  # (B, W, C)
+        h = self.decode(ctx_k, ctx_v, ctx_bias, tokens)[:, :, -1]  # (B, W, C)
         return F.log_softmax(self.heads[t](h).float(), dim=-1)
 
     def forward(
-        self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor, target_codes: Tensor
+        self, hist_codes: Tensor, hist_items: Tensor, ctx_bias: Tensor, target_codes: Tensor
     ) -> list[Tensor]:
-        """Teacher-forced logits, one (B, K_ℓ) tensor per level."""
-        ctx_k, ctx_v = self.encode_context(hist_codes, hist_items)
-        h = self.decode(ctx_k, ctx_v, hist_mask, target_codes[:, None, :-1])[:, 0]  # (B, L, C)
-        return [head(h[:, level]) for level, head in enumerate(self.heads)]
+        """Teacher-forced logits, one (B, W, K_ℓ) tensor per level, for W targets per context.
+
+        hist_* (B, T[, L]) is a shared context; ctx_bias (B, Hkv, W, T) says which keys each
+        target sees; target_codes (B, W, L).
+        """
+        ctx_k, ctx_v = self.context(hist_codes, hist_items)
+        h = self.decode(ctx_k, ctx_v, ctx_bias, target_codes[..., :-1])  # (B, W, L, C)
+        return [head(h[:, :, level]) for level, head in enumerate(self.heads)]
 
     def loss(
-        self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor, target_codes: Tensor,
-        label_smoothing: float = 0.0,
+        self, hist_codes: Tensor, hist_items: Tensor, ctx_bias: Tensor, target_codes: Tensor,
+        target_mask: Tensor, label_smoothing: float = 0.0,
     ) -> Tensor:
-        """Mean cross-entropy over levels."""
-        logits = self(hist_codes, hist_items, hist_mask, target_codes)
+        """Mean cross-entropy over levels and the real targets (target_mask (B, W))."""
+        logits = self(hist_codes, hist_items, ctx_bias, target_codes)
+        keep = target_mask.reshape(-1)
         losses = [
-            F.cross_entropy(lg, target_codes[:, level], label_smoothing=label_smoothing)
+            F.cross_entropy(lg.reshape(-1, lg.shape[-1])[keep], target_codes[..., level].reshape(-1)[keep],
+                            label_smoothing=label_smoothing)
             for level, lg in enumerate(logits)
         ]
         return torch.stack(losses).mean()

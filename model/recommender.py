@@ -69,21 +69,20 @@ class Recommender:
         return beam_schedule(beam_width, self.trie.n_levels, self.model.cfg.codebook_sizes, k)
 
     def context(self, histories: list[np.ndarray]) -> tuple[Tensor, Tensor, Tensor]:
-        """Non-empty item-index histories → ctx_k, ctx_v (B, Hkv, T, D), ctx_mask (B, T)."""
+        """Non-empty item-index histories → ctx_k, ctx_v (B, Hkv, T, D), ctx_bias (B, Hkv, 1, T)."""
         items, mask = gather_windows(*ragged(histories), self.max_history)
-        items_t, mask_t = torch.from_numpy(items), torch.from_numpy(mask)
-        ctx_k, ctx_v = self.model.encode_context(self.codes[items_t], items_t)
-        return ctx_k, ctx_v, mask_t
+        items_t = torch.from_numpy(items)
+        return self.model.encode_context(self.codes[items_t], items_t, torch.from_numpy(mask))
 
     @torch.inference_mode()
     def search(
         self, histories: list[np.ndarray], widths: list[int], exclude: list[np.ndarray] | None = None
     ) -> BeamState:
         """Constrained beam search for each history; `exclude` rows are never returned."""
-        ctx_k, ctx_v, ctx_mask = self.context(histories)
+        ctx_k, ctx_v, ctx_bias = self.context(histories)
 
         def step(tokens: Tensor) -> Tensor:
-            return self.model.step(ctx_k, ctx_v, ctx_mask, tokens)
+            return self.model.step(ctx_k, ctx_v, ctx_bias, tokens)
 
         seen = pad_rows(exclude) if exclude is not None else None
         return beam_search(step, self.trie, widths, len(histories), seen)

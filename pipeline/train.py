@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ class TrainConfig:
     """Optimisation settings; early stopping watches validation NDCG@10."""
 
     epochs: int = 12
-    batch_size: int = 256
+    batch_size: int = 32  # runs of targets per step
+    chunk_size: int = 16  # targets per run (one shared context)
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100
@@ -50,16 +52,65 @@ class TrainConfig:
     max_minutes: float | None = None
 
 
-def make_batch(split: Split, ex: Examples, codes: torch.Tensor, max_history: int) -> dict[str, torch.Tensor]:
-    """Left-padded history windows and target codes for a batch of examples."""
-    items_np, mask_np = gather_windows(split.sequences.items, ex.starts, ex.ends, max_history)
+@dataclass
+class Chunks:
+    """Training targets in runs of up to `size` consecutive positions of one user.
+
+    A run shares one context: the items from `max_history` before its first target up to
+    its last target; each target sees only its own last `max_history` items (via the bias).
+    Runs are what a step batches, so every history item is projected once per run, not
+    once per target.
+    """
+
+    first: np.ndarray  # flat index of the run's first target
+    count: np.ndarray  # targets in the run
+    user_start: np.ndarray  # flat index of the user's first item
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def subset(self, idx: np.ndarray) -> Chunks:
+        return Chunks(self.first[idx], self.count[idx], self.user_start[idx])
+
+
+def make_chunks(train: Examples, size: int) -> Chunks:
+    """Group training examples (user-major, positions ascending) into runs of ≤ size."""
+    position = train.ends - train.starts  # ≥ 1
+    new_run = np.ones(len(train), dtype=bool)
+    new_run[1:] = (train.users[1:] != train.users[:-1]) | ((position[1:] - 1) % size == 0)
+    starts = np.flatnonzero(new_run)
+    counts = np.diff(np.append(starts, len(train)))
+    return Chunks(train.ends[starts], counts, train.starts[starts])
+
+
+def make_batch(
+    split: Split, chunks: Chunks, codes: torch.Tensor, max_history: int, size: int
+) -> dict[str, torch.Tensor]:
+    """Shared context windows (B, T), per-target key distances (B, W, T) and targets (B, W, L)."""
+    flat = split.sequences.items
+    key_end = chunks.first + chunks.count - 1  # keys stop before the run's last target
+    key_start = np.maximum(chunks.user_start, chunks.first - max_history)
+    items_np, valid_np = gather_windows(flat, key_start, key_end, max_history + size - 1)
+    T = items_np.shape[1]
+    key_pos = key_end[:, None] - T + np.arange(T)  # (B, T) flat positions
+    w = np.arange(size)
+    target_mask = w[None] < chunks.count[:, None]  # (B, W)
+    target_pos = chunks.first[:, None] + np.where(target_mask, w[None], 0)  # padding repeats the first
     items = torch.from_numpy(items_np)
     return {
         "hist_codes": codes[items],  # (B, T, L)
         "hist_items": items,  # (B, T)
-        "hist_mask": torch.from_numpy(mask_np),  # (B, T)
-        "target_codes": codes[torch.from_numpy(ex.targets)],  # (B, L)
+        "distance": torch.from_numpy(target_pos[:, :, None] - key_pos[:, None, :]),  # (B, W, T)
+        "valid": torch.from_numpy(np.broadcast_to(valid_np[:, None, :], (len(chunks), size, T)).copy()),
+        "target_codes": codes[torch.from_numpy(flat[target_pos])],  # (B, W, L)
+        "target_mask": torch.from_numpy(target_mask),  # (B, W)
     }
+
+
+def batch_loss(model: LazyDecoder, batch: dict[str, torch.Tensor], label_smoothing: float) -> torch.Tensor:
+    bias = model.context.bias(batch["distance"], batch["valid"])
+    return model.loss(batch["hist_codes"], batch["hist_items"], bias, batch["target_codes"],
+                      batch["target_mask"], label_smoothing)
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -70,29 +121,27 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def fit(
-    model: LazyDecoder, codes: np.ndarray, split: Split, cfg: TrainConfig
+def optimize(
+    model: torch.nn.Module, chunks: Chunks, step_loss: Callable[[Chunks], torch.Tensor],
+    validate: Callable[[], dict[str, float]], cfg: TrainConfig,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
-    """AdamW on the training prefixes; returns the best weights by validation NDCG@10 and the curve."""
+    """AdamW over shuffled runs with warm-up + cosine; keeps the weights with the best
+    validation NDCG@10 and stops after `patience` epochs without a gain. Returns them and the curve."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    codes_t = torch.from_numpy(codes)
-    trie = PrefixTrie.build(codes, model.cfg.codebook_sizes)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(split.train) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(chunks) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, total))
     best, best_state, curve, bad = -1.0, copy.deepcopy(model.state_dict()), [], 0
     started = time.monotonic()
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        order = rng.permutation(len(split.train))
+        order = rng.permutation(len(chunks))
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, mininterval=1.0)
         for step in bar:
-            ex = split.train.subset(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
-            loss = model.loss(**make_batch(split, ex, codes_t, model.cfg.max_history),
-                              label_smoothing=cfg.label_smoothing)
+            loss = step_loss(chunks.subset(order[step * cfg.batch_size : (step + 1) * cfg.batch_size]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -101,8 +150,8 @@ def fit(
             losses.append(loss.item())
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
-        rec = Recommender(model, codes, trie)
-        val = evaluate_ranker(generator_ranker(rec, cfg.eval_beam), split, split.valid)
+        model.eval()
+        val = validate()
         point = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": sched.get_last_lr()[0],
                  "valid_ndcg@10": val["ndcg@10"], "valid_recall@10": val["recall@10"],
                  "seconds": round(time.monotonic() - started, 1)}
@@ -119,6 +168,24 @@ def fit(
             log.info("time_budget_reached epoch=%d minutes=%.1f", epoch, cfg.max_minutes)
             break
     return best_state, curve
+
+
+def fit(
+    model: LazyDecoder, codes: np.ndarray, split: Split, cfg: TrainConfig
+) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Train the generator on runs of training targets; select on validation NDCG@10."""
+    codes_t = torch.from_numpy(codes)
+    trie = PrefixTrie.build(codes, model.cfg.codebook_sizes)
+
+    def step_loss(run: Chunks) -> torch.Tensor:
+        return batch_loss(model, make_batch(split, run, codes_t, model.cfg.max_history, cfg.chunk_size),
+                          cfg.label_smoothing)
+
+    def validate() -> dict[str, float]:
+        rec = Recommender(model, codes, trie)
+        return evaluate_ranker(generator_ranker(rec, cfg.eval_beam), split, split.valid)
+
+    return optimize(model, make_chunks(split.train, cfg.chunk_size), step_loss, validate, cfg)
 
 
 def train(

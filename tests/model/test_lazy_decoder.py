@@ -11,15 +11,16 @@ from model.lazy_decoder import LazyDecoder
 
 
 def test_context_and_step_shapes(model, recommender, histories):
-    ctx_k, ctx_v, ctx_mask = recommender.context(histories)
+    ctx_k, ctx_v, ctx_bias = recommender.context(histories)
     cfg = model.cfg
     B, T = len(histories), min(cfg.max_history, max(len(h) for h in histories))
     assert ctx_k.shape == ctx_v.shape == (B, cfg.n_kv_heads, T, cfg.head_dim)
-    assert ctx_mask.shape == (B, T)
-    assert ctx_mask.sum(1).tolist() == [min(len(h), cfg.max_history) for h in histories]
+    assert ctx_bias.shape == (B, cfg.n_kv_heads, 1, T)
+    visible = torch.isfinite(ctx_bias[:, 0, 0]).sum(1)
+    assert visible.tolist() == [min(len(h), cfg.max_history) for h in histories]
     for t, k in enumerate(cfg.codebook_sizes):
         tokens = torch.zeros(B, 3, t, dtype=torch.long)
-        log_probs = model.step(ctx_k, ctx_v, ctx_mask, tokens)
+        log_probs = model.step(ctx_k, ctx_v, ctx_bias, tokens)
         assert log_probs.shape == (B, 3, k)
         assert torch.allclose(log_probs.exp().sum(-1), torch.ones(B, 3), atol=1e-5)
 
@@ -29,9 +30,9 @@ def test_shared_context_matches_context_recomputed_per_beam(model, recommender, 
     W, t = 5, 2
     rng = np.random.default_rng(1)
     tokens = torch.from_numpy(rng.integers(0, 8, size=(len(histories), W, t)))
-    ctx_k, ctx_v, ctx_mask = recommender.context(histories)
+    ctx_k, ctx_v, ctx_bias = recommender.context(histories)
     with torch.no_grad():
-        shared = model.step(ctx_k, ctx_v, ctx_mask, tokens)  # (B, W, K)
+        shared = model.step(ctx_k, ctx_v, ctx_bias, tokens)  # (B, W, K)
         for b, h in enumerate(histories):
             for w in range(W):
                 k1, v1, m1 = recommender.context([h])
@@ -54,7 +55,7 @@ def test_history_longer_than_max_history_keeps_the_latest_items(recommender, mod
     with torch.no_grad():
         k_long, _, m_long = recommender.context([long])
         k_tail, _, _ = recommender.context([long[-model.cfg.max_history :]])
-    assert m_long.shape[1] == model.cfg.max_history
+    assert m_long.shape[-1] == model.cfg.max_history
     assert torch.allclose(k_long, k_tail)
 
 
@@ -67,11 +68,16 @@ def test_training_lowers_the_loss(item_embeddings):
     codes = torch.stack(torch.meshgrid(*(torch.arange(s) for s in sizes), indexing="ij"), -1).view(-1, 3)
     items = torch.randint(0, n_items, (B, T))
     target = (items[:, -1] + 1) % n_items  # next item is a function of the last one
-    batch = (codes[items], items, torch.ones(B, T, dtype=torch.bool), codes[target])
+    mask = torch.ones(B, T, dtype=torch.bool)
+
+    def loss_fn():
+        bias = model.context.window_bias(mask)
+        return model.loss(codes[items], items, bias, codes[target][:, None], mask[:, :1])
+
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    first = model.loss(*batch).item()
+    first = loss_fn().item()
     for _ in range(60):
-        loss = model.loss(*batch)
+        loss = loss_fn()
         opt.zero_grad()
         loss.backward()
         opt.step()
