@@ -44,11 +44,31 @@ def main() -> None:
     result["tokenizer"] = manifest["tokenizer"]["report"]
     result["machine"] = {"cpus": torch.get_num_threads(), "python": platform.python_version(),
                          "torch": torch.__version__}
+    result["ids"] = id_checks(args.bundle, args.data_dir, args.beam_width)
     result["command"] = "python benchmarks/demo_quality.py"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "demo_quality.json").write_text(json.dumps(result, indent=1))
     (RESULTS / "demo_quality.md").write_text(markdown(result))
     print(markdown(result))
+
+
+def id_checks(bundle_dir: Path, data_dir: Path, beam_width: int) -> dict:
+    """Every item has a unique ID; every item returned (top-10, each user's whole history as
+    context and exclusion) is a catalog item the user has not seen."""
+    import numpy as np
+
+    from model.bundle import load_bundle
+    from model.recommender import Recommender
+    from pipeline.evaluate import split_for
+
+    bundle = load_bundle(bundle_dir)
+    codes = bundle.semantic_ids.codes
+    seqs = split_for(bundle, data_dir).sequences
+    histories = [seqs.history(u) for u in range(len(seqs.user_ids))]
+    rec = Recommender(bundle.model, codes).recommend(histories, k=10, beam_width=beam_width)
+    ok = [(0 <= i < len(codes)) and i not in set(h.tolist()) for h, row in zip(histories, rec.items, strict=True) for i in row]
+    return {"items": len(codes), "distinct_ids": len(np.unique(codes, axis=0)),
+            "returned": len(ok), "returned_valid_unseen": int(sum(ok))}
 
 
 def markdown(r: dict) -> str:
@@ -61,6 +81,9 @@ def markdown(r: dict) -> str:
         "| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|",
         "| genrec | " + " | ".join(f"{r[k]:.4f}" for k in keys) + " |",
         "| popularity | " + " | ".join(f"{r['pop'][k]:.4f}" for k in keys) + " |", "",
+        f"Semantic IDs: {r['ids']['distinct_ids']} distinct for {r['ids']['items']} items. "
+        f"Top-10 for every user: {r['ids']['returned_valid_unseen']} of {r['ids']['returned']} returned "
+        "items are catalog items the user has not seen.", "",
         f"Regenerate: `{r['command']}`", "",
     ]
     return "\n".join(lines)
