@@ -33,8 +33,22 @@ def main() -> None:
     from pipeline.evaluate import evaluate_bundle
 
     if not (args.bundle / "manifest.json").exists():
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "train", "--dataset", "ml-100k",
-                        "--out", str(args.bundle), "--data-dir", str(args.data_dir)], check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "train",
+                "--dataset",
+                "ml-100k",
+                "--out",
+                str(args.bundle),
+                "--data-dir",
+                str(args.data_dir),
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     started = time.monotonic()
     result = evaluate_bundle(args.bundle, args.data_dir, args.beam_width)
     manifest = read_manifest(args.bundle)
@@ -42,8 +56,11 @@ def main() -> None:
     result["train_seconds"] = manifest["training"]["seconds"]
     result["epochs_run"] = len(manifest["training"]["curve"])
     result["tokenizer"] = manifest["tokenizer"]["report"]
-    result["machine"] = {"cpus": torch.get_num_threads(), "python": platform.python_version(),
-                         "torch": torch.__version__}
+    result["machine"] = {
+        "cpus": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
     result["ids"] = id_checks(args.bundle, args.data_dir, args.beam_width)
     result["command"] = "python benchmarks/demo_quality.py"
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -66,25 +83,39 @@ def id_checks(bundle_dir: Path, data_dir: Path, beam_width: int) -> dict:
     seqs = split_for(bundle, data_dir).sequences
     histories = [seqs.history(u) for u in range(len(seqs.user_ids))]
     rec = Recommender(bundle.model, codes).recommend(histories, k=10, beam_width=beam_width)
-    ok = [(0 <= i < len(codes)) and i not in set(h.tolist()) for h, row in zip(histories, rec.items, strict=True) for i in row]
-    return {"items": len(codes), "distinct_ids": len(np.unique(codes, axis=0)),
-            "returned": len(ok), "returned_valid_unseen": int(sum(ok))}
+    ok = [
+        (0 <= i < len(codes)) and i not in set(h.tolist())
+        for h, row in zip(histories, rec.items, strict=True)
+        for i in row
+    ]
+    return {
+        "items": len(codes),
+        "distinct_ids": len(np.unique(codes, axis=0)),
+        "returned": len(ok),
+        "returned_valid_unseen": int(sum(ok)),
+    }
 
 
 def markdown(r: dict) -> str:
     keys = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)]
     lines = [
-        f"# ml-100k, `make demo` bundle ({r['bundle']})", "",
+        f"# ml-100k, `make demo` bundle ({r['bundle']})",
+        "",
         f"Leave-one-out test split, {r['users']} users, full ranking over all items, seen items masked; "
         f"beam width {r['beam_width']}. Trained {r['epochs_run']} epochs in {r['train_seconds']} s on "
-        f"{r['machine']['cpus']} CPU threads.", "",
-        "| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|",
+        f"{r['machine']['cpus']} CPU threads.",
+        "",
+        "| model | " + " | ".join(keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
         "| genrec | " + " | ".join(f"{r[k]:.4f}" for k in keys) + " |",
-        "| popularity | " + " | ".join(f"{r['pop'][k]:.4f}" for k in keys) + " |", "",
+        "| popularity | " + " | ".join(f"{r['pop'][k]:.4f}" for k in keys) + " |",
+        "",
         f"Semantic IDs: {r['ids']['distinct_ids']} distinct for {r['ids']['items']} items. "
         f"Top-10 for every user: {r['ids']['returned_valid_unseen']} of {r['ids']['returned']} returned "
-        "items are catalog items the user has not seen.", "",
-        f"Regenerate: `{r['command']}`", "",
+        "items are catalog items the user has not seen.",
+        "",
+        f"Regenerate: `{r['command']}`",
+        "",
     ]
     return "\n".join(lines)
 

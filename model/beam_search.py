@@ -87,7 +87,10 @@ def unseen_nodes(trie: TrieTensors, level: int, seen: Tensor) -> Tensor:
 
 
 def beam_step(
-    state: BeamState, log_probs: Tensor, children: Tensor, width: int,
+    state: BeamState,
+    log_probs: Tensor,
+    children: Tensor,
+    width: int,
     available: Tensor | None = None,
 ) -> BeamState:
     """Extend every beam by one code and keep the best `width` per request.
@@ -130,7 +133,9 @@ def beam_search(
     return state
 
 
-def beam_schedule(final_width: int, n_levels: int, codebook_sizes: tuple[int, ...], k: int) -> list[int]:
+def beam_schedule(
+    final_width: int, n_levels: int, codebook_sizes: tuple[int, ...], k: int
+) -> list[int]:
     """Per-level widths growing with depth: W/4, W/2, W, W, … (never below k, never above
     the number of prefixes that level can have)."""
     widths, reachable = [], 1

@@ -77,17 +77,26 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def save_bundle(
-    out: Path, *, model: LazyDecoder, semantic_ids: SemanticIds, catalog: Catalog,
-    histories: dict[str, list[str]], manifest: dict[str, Any],
+    out: Path,
+    *,
+    model: LazyDecoder,
+    semantic_ids: SemanticIds,
+    catalog: Catalog,
+    histories: dict[str, list[str]],
+    manifest: dict[str, Any],
 ) -> Path:
     """Write a bundle to `out` atomically: a sibling temp dir is renamed into place."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        save_torch({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+        save_torch(
+            {k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors"
+        )
         save_numpy(semantic_ids.tensors(), str(tmp / "tokenizer.safetensors"))
-        save_numpy({"popularity": catalog.popularity.astype(np.int64)}, str(tmp / "popularity.safetensors"))
+        save_numpy(
+            {"popularity": catalog.popularity.astype(np.int64)}, str(tmp / "popularity.safetensors")
+        )
         _write_json(tmp / "catalog.json", {"item_ids": catalog.item_ids, "titles": catalog.titles})
         _write_json(tmp / "histories.json", histories)
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
@@ -143,11 +152,12 @@ def load_bundle(path: Path, verify: bool = True) -> Bundle:
     model.eval()
     tok = manifest["tokenizer"]
     semantic_ids = SemanticIds.from_tensors(
-        TokenizerConfig.from_dict(tok["config"]), tok, load_numpy(str(path / "tokenizer.safetensors"))
+        TokenizerConfig.from_dict(tok["config"]),
+        tok,
+        load_numpy(str(path / "tokenizer.safetensors")),
     )
     cat = json.loads((path / "catalog.json").read_text())
     popularity = load_numpy(str(path / "popularity.safetensors"))["popularity"]
     catalog = Catalog(cat["item_ids"], cat["titles"], popularity)
     histories = json.loads((path / "histories.json").read_text())
     return Bundle(path, manifest, model, semantic_ids, catalog, histories)
-

@@ -117,7 +117,11 @@ class DecoderBlock(nn.Module):
         q = q.permute(0, 2, 3, 1, 4).reshape(B, Hkv, G * W * S, D)
         if ctx_bias.shape[2] > 1:  # per-target bias: lay it out like the folded queries
             T = ctx_bias.shape[-1]
-            ctx_bias = ctx_bias[:, :, None, :, None].expand(B, Hkv, G, W, S, T).reshape(B, Hkv, G * W * S, T)
+            ctx_bias = (
+                ctx_bias[:, :, None, :, None]
+                .expand(B, Hkv, G, W, S, T)
+                .reshape(B, Hkv, G * W * S, T)
+            )
         p = self.dropout if self.training else 0.0
         a = F.scaled_dot_product_attention(q, ctx_k, ctx_v, attn_mask=ctx_bias, dropout_p=p)
         a = a.view(B, Hkv, G, W * S, D).permute(0, 3, 1, 2, 4)  # (B, W*S, Hkv, G, D)
@@ -165,7 +169,9 @@ class LazyDecoder(nn.Module):
         self.apply(_init_weights)
         nn.init.normal_(self.bos, std=0.02)
 
-    def encode_context(self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def encode_context(
+        self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Left-padded windows, newest last: hist_codes (B, T, L), hist_items and hist_mask (B, T)
         → ctx_k, ctx_v (B, Hkv, T, D) and ctx_bias (B, Hkv, 1, T)."""
         ctx_k, ctx_v = self.context(hist_codes, hist_items)
@@ -200,15 +206,23 @@ class LazyDecoder(nn.Module):
         return [head(h[:, :, level]) for level, head in enumerate(self.heads)]
 
     def loss(
-        self, hist_codes: Tensor, hist_items: Tensor, ctx_bias: Tensor, target_codes: Tensor,
-        target_mask: Tensor, label_smoothing: float = 0.0,
+        self,
+        hist_codes: Tensor,
+        hist_items: Tensor,
+        ctx_bias: Tensor,
+        target_codes: Tensor,
+        target_mask: Tensor,
+        label_smoothing: float = 0.0,
     ) -> Tensor:
         """Mean cross-entropy over levels and the real targets (target_mask (B, W))."""
         logits = self(hist_codes, hist_items, ctx_bias, target_codes)
         keep = target_mask.reshape(-1)
         losses = [
-            F.cross_entropy(lg.reshape(-1, lg.shape[-1])[keep], target_codes[..., level].reshape(-1)[keep],
-                            label_smoothing=label_smoothing)
+            F.cross_entropy(
+                lg.reshape(-1, lg.shape[-1])[keep],
+                target_codes[..., level].reshape(-1)[keep],
+                label_smoothing=label_smoothing,
+            )
             for level, lg in enumerate(logits)
         ]
         return torch.stack(losses).mean()

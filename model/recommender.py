@@ -55,7 +55,9 @@ class Recommendations:
 class Recommender:
     """The model plus the catalog's codes and trie; one call serves a batch of requests."""
 
-    def __init__(self, model: LazyDecoder, codes: np.ndarray, trie: PrefixTrie | None = None) -> None:
+    def __init__(
+        self, model: LazyDecoder, codes: np.ndarray, trie: PrefixTrie | None = None
+    ) -> None:
         self.model = model.eval()
         self.codes = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))  # (N, L)
         self.trie = TrieTensors.from_trie(trie or PrefixTrie.build(codes, model.cfg.codebook_sizes))
@@ -76,7 +78,10 @@ class Recommender:
 
     @torch.inference_mode()
     def search(
-        self, histories: list[np.ndarray], widths: list[int], exclude: list[np.ndarray] | None = None
+        self,
+        histories: list[np.ndarray],
+        widths: list[int],
+        exclude: list[np.ndarray] | None = None,
     ) -> BeamState:
         """Constrained beam search for each history; `exclude` rows are never returned."""
         ctx_k, ctx_v, ctx_bias = self.context(histories)
@@ -91,7 +96,9 @@ class Recommender:
         self, histories: list[np.ndarray], k: int, beam_width: int, exclude_seen: bool = True
     ) -> Recommendations:
         """Top-k items per history; with `exclude_seen`, items in the history are skipped."""
-        state = self.search(histories, self.widths(beam_width, k), histories if exclude_seen else None)
+        state = self.search(
+            histories, self.widths(beam_width, k), histories if exclude_seen else None
+        )
         items = state.nodes[:, :k].numpy()
         scores = state.scores[:, :k].numpy()
         codes = state.tokens[:, :k].numpy()

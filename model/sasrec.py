@@ -33,10 +33,16 @@ class SASRecBlock(nn.Module):
     def __init__(self, cfg: SASRecConfig) -> None:
         super().__init__()
         C = cfg.d_model
-        self.attn = nn.MultiheadAttention(C, cfg.n_heads, dropout=cfg.attn_dropout, batch_first=True)
+        self.attn = nn.MultiheadAttention(
+            C, cfg.n_heads, dropout=cfg.attn_dropout, batch_first=True
+        )
         self.norm1, self.norm2 = nn.LayerNorm(C), nn.LayerNorm(C)
-        self.ffn = nn.Sequential(nn.Linear(C, cfg.ffn_mult * C), nn.GELU(), nn.Dropout(cfg.dropout),
-                                 nn.Linear(cfg.ffn_mult * C, C))
+        self.ffn = nn.Sequential(
+            nn.Linear(C, cfg.ffn_mult * C),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.ffn_mult * C, C),
+        )
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, causal: Tensor, pad: Tensor) -> Tensor:
@@ -71,12 +77,16 @@ class SASRec(nn.Module):
 
     def hidden(self, items: Tensor, mask: Tensor) -> Tensor:
         """items, mask (B, T) → hidden state at every position (B, T, C)."""
-        B, T = items.shape
+        T = items.shape[1]
         x = self.item_emb(items.masked_fill(~mask, self.cfg.n_items))
-        x = self.drop(self.norm(x + self.pos_emb.weight[self.cfg.max_history - T :]))  # newest at the last position
+        x = self.drop(
+            self.norm(x + self.pos_emb.weight[self.cfg.max_history - T :])
+        )  # newest at the last position
         causal = torch.ones(T, T, dtype=torch.bool, device=items.device).triu(1)  # True: blocked
         pad = ~mask
-        pad = pad & ~pad.all(1, keepdim=True)  # an all-padding row would give NaNs; it is masked later
+        pad = pad & ~pad.all(
+            1, keepdim=True
+        )  # an all-padding row would give NaNs; it is masked later
         for block in self.blocks:
             x = block(x, causal, pad)
         return x

@@ -27,12 +27,17 @@ def sasrec_batch(split: Split, chunks: Chunks, max_history: int) -> dict[str, to
     pos = key_end[:, None] - items.shape[1] + np.arange(items.shape[1])  # (B, T) flat positions
     nxt = np.minimum(pos + 1, len(flat) - 1)
     target_mask = mask & (pos + 1 >= chunks.first[:, None])
-    return {"items": torch.from_numpy(items), "mask": torch.from_numpy(mask),
-            "targets": torch.from_numpy(flat[nxt]), "target_mask": torch.from_numpy(target_mask)}
+    return {
+        "items": torch.from_numpy(items),
+        "mask": torch.from_numpy(mask),
+        "targets": torch.from_numpy(flat[nxt]),
+        "target_mask": torch.from_numpy(target_mask),
+    }
 
 
 def sasrec_ranker(model: SASRec, k: int = 20) -> Callable[[list[np.ndarray]], np.ndarray]:
     """Full ranking over all items, seen items masked (the same protocol as genrec)."""
+
     @torch.inference_mode()
     def rank(histories: list[np.ndarray]) -> np.ndarray:
         from model.recommender import ragged
@@ -42,10 +47,13 @@ def sasrec_ranker(model: SASRec, k: int = 20) -> Callable[[list[np.ndarray]], np
         for b, h in enumerate(histories):
             scores[b, torch.from_numpy(h)] = float("-inf")
         return scores.topk(k, dim=1).indices.numpy()
+
     return rank
 
 
-def train_sasrec(split: Split, cfg: SASRecConfig, train_cfg: TrainConfig, run_size: int = 25) -> tuple[SASRec, list]:
+def train_sasrec(
+    split: Split, cfg: SASRecConfig, train_cfg: TrainConfig, run_size: int = 25
+) -> tuple[SASRec, list]:
     """SASRec with cross-entropy over all items; the best epoch by validation NDCG@10."""
     torch.manual_seed(train_cfg.seed)
     model = SASRec(cfg)
@@ -56,6 +64,8 @@ def train_sasrec(split: Split, cfg: SASRecConfig, train_cfg: TrainConfig, run_si
     def validate() -> dict[str, float]:
         return evaluate_ranker(sasrec_ranker(model), split, split.valid)
 
-    state, curve = optimize(model, make_chunks(split.train, run_size), step_loss, validate, train_cfg)
+    state, curve = optimize(
+        model, make_chunks(split.train, run_size), step_loss, validate, train_cfg
+    )
     model.load_state_dict(state)
     return model.eval(), curve

@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="genrec: generative recommendations with semantic IDs.", no_args_is_help=True)
+app = typer.Typer(
+    help="genrec: generative recommendations with semantic IDs.", no_args_is_help=True
+)
 data_app = typer.Typer(help="Datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -29,7 +31,8 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
 
 @data_app.command("fetch")
 def data_fetch(
-    name: Annotated[str, typer.Argument(help="Dataset name.")] = "ml-100k", data_dir: DataDir = DEFAULT_DATA_DIR
+    name: Annotated[str, typer.Argument(help="Dataset name.")] = "ml-100k",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Download a built-in dataset (a no-op when it is already there)."""
     from pipeline.datasets import fetch_builtin
@@ -41,15 +44,23 @@ def data_fetch(
 def train(
     out: Annotated[Path, typer.Option(help="Bundle directory to write.")],
     dataset: Annotated[str | None, typer.Option(help="Built-in dataset, e.g. ml-100k.")] = None,
-    interactions: Annotated[Path | None, typer.Option(help="CSV/Parquet: user_id,item_id,timestamp.")] = None,
+    interactions: Annotated[
+        Path | None, typer.Option(help="CSV/Parquet: user_id,item_id,timestamp.")
+    ] = None,
     items: Annotated[Path | None, typer.Option(help="CSV/Parquet: item_id,title,…")] = None,
     preset: Annotated[str, typer.Option(help="Generator size: tiny, small, base.")] = "small",
     embedding: Annotated[str, typer.Option(help="collab, text, hybrid or file.")] = "collab",
-    embedding_path: Annotated[Path | None, typer.Option(help="Matrix for --embedding file.")] = None,
-    codebook_size: Annotated[int | None, typer.Option(help="Codes per level (default: from item count).")] = None,
+    embedding_path: Annotated[
+        Path | None, typer.Option(help="Matrix for --embedding file.")
+    ] = None,
+    codebook_size: Annotated[
+        int | None, typer.Option(help="Codes per level (default: from item count).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop training after this long.")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop training after this long.")
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Train a bundle: semantic IDs + lazy decoder, evaluated on the held-out split."""
@@ -68,8 +79,13 @@ def train(
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
     path = run(
-        data, out, generator=PRESETS[preset](), cfg=cfg, embedding=embedding,  # type: ignore[arg-type]
-        tokenizer=TokenizerConfig(codebook_size=codebook_size, seed=seed), embedding_path=embedding_path,
+        data,
+        out,
+        generator=PRESETS[preset](),
+        cfg=cfg,
+        embedding=embedding,  # type: ignore[arg-type]
+        tokenizer=TokenizerConfig(codebook_size=codebook_size, seed=seed),
+        embedding_path=embedding_path,
     )
     typer.echo(path)
 

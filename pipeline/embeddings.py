@@ -35,7 +35,9 @@ def collaborative(split: Split, dim: int = 64, seed: int = 0) -> np.ndarray:
     pos = np.arange(len(seqs.items)) - np.repeat(seqs.offsets[:-1], lengths)
     keep = pos < np.repeat(split.train_end(), lengths)
     users = np.repeat(np.arange(n_users), lengths)[keep]
-    x = sp.csr_matrix((np.ones(keep.sum(), dtype=np.float64), (users, seqs.items[keep])), shape=(n_users, n_items))
+    x = sp.csr_matrix(
+        (np.ones(keep.sum(), dtype=np.float64), (users, seqs.items[keep])), shape=(n_users, n_items)
+    )
     x.data[:] = 1.0  # binary even if an item repeats
     co = (x.T @ x).tocoo()
     off_diag = co.row != co.col
@@ -65,7 +67,9 @@ def text(items: pd.DataFrame, item_ids: list[str], batch_size: int = 128) -> np.
     encoder = SentenceTransformer(str(get_model_path()), device="cpu")
     sentences = item_texts(items, item_ids)
     log.info("text_embeddings items=%d model=all-MiniLM-L6-v2", len(sentences))
-    emb = encoder.encode(sentences, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
+    emb = encoder.encode(
+        sentences, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True
+    )
     return np.asarray(emb, dtype=np.float32)
 
 
@@ -93,7 +97,9 @@ def item_embeddings(
     if kind == "text":
         return text(items, ids)
     if kind == "hybrid":
-        return _normalize(np.concatenate([collaborative(split, seed=seed), text(items, ids)], axis=1))
+        return _normalize(
+            np.concatenate([collaborative(split, seed=seed), text(items, ids)], axis=1)
+        )
     if kind == "file":
         if path is None:
             raise ValueError("embedding kind 'file' needs a path")

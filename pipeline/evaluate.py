@@ -1,6 +1,6 @@
 """Full-ranking evaluation: Recall@k and NDCG@k of the generator and of popularity, seen items masked.
 
-    genrec evaluate --bundle artifacts/bundles/ml-100k
+genrec evaluate --bundle artifacts/bundles/ml-100k
 """
 
 from __future__ import annotations
@@ -55,24 +55,34 @@ def _prefixes(split: Split, ex: Examples) -> list[np.ndarray]:
 
 
 def evaluate_ranker(
-    rank_fn: Callable[[list[np.ndarray]], np.ndarray], split: Split, examples: Examples,
-    batch_size: int = 256, progress: bool = False,
+    rank_fn: Callable[[list[np.ndarray]], np.ndarray],
+    split: Split,
+    examples: Examples,
+    batch_size: int = 256,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Metrics of any function mapping histories (the full prefix; items in it count as seen)
     to ranked item indices (B, ≥ max k)."""
     ranks = []
-    for ex in tqdm(list(_batches(examples, batch_size)), desc="evaluate", disable=not progress, leave=False):
+    for ex in tqdm(
+        list(_batches(examples, batch_size)), desc="evaluate", disable=not progress, leave=False
+    ):
         ranks.append(rank_of(ex.targets, rank_fn(_prefixes(split, ex))))
     return ranking_metrics(np.concatenate(ranks) if ranks else np.empty(0, dtype=np.int64))
 
 
-def generator_ranker(rec: Recommender, beam_width: int, k: int = max(KS)) -> Callable[[list[np.ndarray]], np.ndarray]:
+def generator_ranker(
+    rec: Recommender, beam_width: int, k: int = max(KS)
+) -> Callable[[list[np.ndarray]], np.ndarray]:
     def rank(histories: list[np.ndarray]) -> np.ndarray:
         return rec.recommend(histories, k=k, beam_width=beam_width, exclude_seen=True).items
+
     return rank
 
 
-def popularity_ranker(popularity: np.ndarray, k: int = max(KS)) -> Callable[[list[np.ndarray]], np.ndarray]:
+def popularity_ranker(
+    popularity: np.ndarray, k: int = max(KS)
+) -> Callable[[list[np.ndarray]], np.ndarray]:
     pop = torch.as_tensor(popularity, dtype=torch.float64)
 
     def rank(histories: list[np.ndarray]) -> np.ndarray:
@@ -80,6 +90,7 @@ def popularity_ranker(popularity: np.ndarray, k: int = max(KS)) -> Callable[[lis
         for b, h in enumerate(histories):
             scores[b, torch.from_numpy(h)] = float("-inf")
         return scores.topk(k, dim=1).indices.numpy()
+
     return rank
 
 
@@ -99,5 +110,11 @@ def evaluate_bundle(
     rec = Recommender(bundle.model, bundle.semantic_ids.codes)
     genrec = evaluate_ranker(generator_ranker(rec, beam_width), split, examples, progress=True)
     pop = evaluate_ranker(popularity_ranker(split.popularity()), split, examples)
-    return {**genrec, "pop": pop, "bundle": bundle.version, "split": part, "users": len(examples),
-            "beam_width": beam_width}
+    return {
+        **genrec,
+        "pop": pop,
+        "bundle": bundle.version,
+        "split": part,
+        "users": len(examples),
+        "beam_width": beam_width,
+    }

@@ -93,7 +93,9 @@ def build_sequences(dataset: Dataset, item_ids: list[str] | None = None) -> Sequ
     order = np.lexsort((np.arange(len(inter)), inter["timestamp"].to_numpy(), user_idx))
     counts = np.bincount(user_idx, minlength=len(users))
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    return Sequences([str(u) for u in users], list(item_ids), offsets, item_idx[order].astype(np.int64))
+    return Sequences(
+        [str(u) for u in users], list(item_ids), offsets, item_idx[order].astype(np.int64)
+    )
 
 
 def leave_one_out(seqs: Sequences) -> Split:

@@ -1,6 +1,6 @@
 """Train a generator bundle end to end: split → embeddings → semantic IDs → lazy decoder → bundle.
 
-    genrec train --dataset ml-100k --out artifacts/bundles/ml-100k
+genrec train --dataset ml-100k --out artifacts/bundles/ml-100k
 """
 
 from __future__ import annotations
@@ -95,22 +95,34 @@ def make_batch(
     key_pos = key_end[:, None] - T + np.arange(T)  # (B, T) flat positions
     w = np.arange(size)
     target_mask = w[None] < chunks.count[:, None]  # (B, W)
-    target_pos = chunks.first[:, None] + np.where(target_mask, w[None], 0)  # padding repeats the first
+    target_pos = chunks.first[:, None] + np.where(
+        target_mask, w[None], 0
+    )  # padding repeats the first
     items = torch.from_numpy(items_np)
     return {
         "hist_codes": codes[items],  # (B, T, L)
         "hist_items": items,  # (B, T)
         "distance": torch.from_numpy(target_pos[:, :, None] - key_pos[:, None, :]),  # (B, W, T)
-        "valid": torch.from_numpy(np.broadcast_to(valid_np[:, None, :], (len(chunks), size, T)).copy()),
+        "valid": torch.from_numpy(
+            np.broadcast_to(valid_np[:, None, :], (len(chunks), size, T)).copy()
+        ),
         "target_codes": codes[torch.from_numpy(flat[target_pos])],  # (B, W, L)
         "target_mask": torch.from_numpy(target_mask),  # (B, W)
     }
 
 
-def batch_loss(model: LazyDecoder, batch: dict[str, torch.Tensor], label_smoothing: float) -> torch.Tensor:
+def batch_loss(
+    model: LazyDecoder, batch: dict[str, torch.Tensor], label_smoothing: float
+) -> torch.Tensor:
     bias = model.context.bias(batch["distance"], batch["valid"])
-    return model.loss(batch["hist_codes"], batch["hist_items"], bias, batch["target_codes"],
-                      batch["target_mask"], label_smoothing)
+    return model.loss(
+        batch["hist_codes"],
+        batch["hist_items"],
+        bias,
+        batch["target_codes"],
+        batch["target_mask"],
+        label_smoothing,
+    )
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -122,8 +134,11 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def optimize(
-    model: torch.nn.Module, chunks: Chunks, step_loss: Callable[[Chunks], torch.Tensor],
-    validate: Callable[[], dict[str, float]], cfg: TrainConfig,
+    model: torch.nn.Module,
+    chunks: Chunks,
+    step_loss: Callable[[Chunks], torch.Tensor],
+    validate: Callable[[], dict[str, float]],
+    cfg: TrainConfig,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """AdamW over shuffled runs with warm-up + cosine; keeps the weights with the best
     validation NDCG@10 and stops after `patience` epochs without a gain. Returns them and the curve."""
@@ -141,7 +156,9 @@ def optimize(
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, mininterval=1.0)
         for step in bar:
-            loss = step_loss(chunks.subset(order[step * cfg.batch_size : (step + 1) * cfg.batch_size]))
+            loss = step_loss(
+                chunks.subset(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -152,9 +169,14 @@ def optimize(
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
         model.eval()
         val = validate()
-        point = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": sched.get_last_lr()[0],
-                 "valid_ndcg@10": val["ndcg@10"], "valid_recall@10": val["recall@10"],
-                 "seconds": round(time.monotonic() - started, 1)}
+        point = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "lr": sched.get_last_lr()[0],
+            "valid_ndcg@10": val["ndcg@10"],
+            "valid_recall@10": val["recall@10"],
+            "seconds": round(time.monotonic() - started, 1),
+        }
         curve.append(point)
         log.info("epoch %s", json.dumps(point))
         if val["ndcg@10"] > best:
@@ -178,8 +200,11 @@ def fit(
     trie = PrefixTrie.build(codes, model.cfg.codebook_sizes)
 
     def step_loss(run: Chunks) -> torch.Tensor:
-        return batch_loss(model, make_batch(split, run, codes_t, model.cfg.max_history, cfg.chunk_size),
-                          cfg.label_smoothing)
+        return batch_loss(
+            model,
+            make_batch(split, run, codes_t, model.cfg.max_history, cfg.chunk_size),
+            cfg.label_smoothing,
+        )
 
     def validate() -> dict[str, float]:
         rec = Recommender(model, codes, trie)
@@ -189,20 +214,41 @@ def fit(
 
 
 def train(
-    dataset: Dataset, out: Path, *, generator: GeneratorConfig | None = None,
-    tokenizer: TokenizerConfig | None = None, cfg: TrainConfig | None = None,
-    embedding: EmbeddingKind = "collab", embedding_path: Path | None = None, test_beam: int = 64,
+    dataset: Dataset,
+    out: Path,
+    *,
+    generator: GeneratorConfig | None = None,
+    tokenizer: TokenizerConfig | None = None,
+    cfg: TrainConfig | None = None,
+    embedding: EmbeddingKind = "collab",
+    embedding_path: Path | None = None,
+    test_beam: int = 64,
 ) -> Path:
     """The whole offline job; writes a bundle to `out` and returns its path."""
     generator = generator or PRESETS["small"]()
     tokenizer = tokenizer or TokenizerConfig(seed=(cfg or TrainConfig()).seed)
     cfg = cfg or TrainConfig()
-    log.info("config %s", json.dumps({"generator": generator.to_dict(), "tokenizer": tokenizer.to_dict(),
-                                       "train": asdict(cfg), "embedding": embedding, "data": dataset.spec}))
+    log.info(
+        "config %s",
+        json.dumps(
+            {
+                "generator": generator.to_dict(),
+                "tokenizer": tokenizer.to_dict(),
+                "train": asdict(cfg),
+                "embedding": embedding,
+                "data": dataset.spec,
+            }
+        ),
+    )
     split = leave_one_out(build_sequences(dataset))
     seqs = split.sequences
-    log.info("data users=%d items=%d interactions=%d train_examples=%d",
-             len(seqs.user_ids), seqs.n_items, len(seqs.items), len(split.train))
+    log.info(
+        "data users=%d items=%d interactions=%d train_examples=%d",
+        len(seqs.user_ids),
+        seqs.n_items,
+        len(seqs.items),
+        len(split.train),
+    )
     x = item_embeddings(embedding, split, dataset.items, embedding_path, seed=cfg.seed)
     semantic_ids = fit_semantic_ids(x, tokenizer)
     log.info("tokenizer %s", json.dumps(semantic_ids.report))
@@ -215,17 +261,27 @@ def train(
     metrics = test_metrics(model, semantic_ids, split, test_beam)
     log.info("test %s", json.dumps(metrics))
     return save_bundle(
-        out, model=model, semantic_ids=semantic_ids, catalog=catalog_of(dataset, split),
+        out,
+        model=model,
+        semantic_ids=semantic_ids,
+        catalog=catalog_of(dataset, split),
         histories=recent_histories(split, generator.max_history),
-        manifest={"data": dataset.spec, "embedding": embedding, "training": {
-            **asdict(cfg), "curve": curve, "seconds": round(train_seconds, 1)}, "metrics": metrics},
+        manifest={
+            "data": dataset.spec,
+            "embedding": embedding,
+            "training": {**asdict(cfg), "curve": curve, "seconds": round(train_seconds, 1)},
+            "metrics": metrics,
+        },
     )
 
 
-def test_metrics(model: LazyDecoder, semantic_ids: SemanticIds, split: Split, beam: int) -> dict[str, Any]:
+def test_metrics(
+    model: LazyDecoder, semantic_ids: SemanticIds, split: Split, beam: int
+) -> dict[str, Any]:
     rec = Recommender(model, semantic_ids.codes)
     return {
-        "split": "test", "beam_width": beam,
+        "split": "test",
+        "beam_width": beam,
         "genrec": evaluate_ranker(generator_ranker(rec, beam), split, split.test),
         "pop": evaluate_ranker(popularity_ranker(split.popularity()), split, split.test),
     }

@@ -28,7 +28,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(s.torch_threads)
     bundle = load_bundle(s.bundle)
     app.state.engine = Engine(bundle, s.default_beam_width, s.max_beam_width)
-    log.info("bundle_loaded version=%s items=%d path=%s", bundle.version, len(bundle.catalog), bundle.path)
+    log.info(
+        "bundle_loaded version=%s items=%d path=%s",
+        bundle.version,
+        len(bundle.catalog),
+        bundle.path,
+    )
     server = None if s.redis_url else EmbeddedRedis(s.redis_dir)
     client = connect(s.redis_url, server.socket if server else None, s.redis_timeout_s)
     app.state.store = store = HistoryStore(client, s.redis_prefix, s.max_history)
@@ -36,7 +41,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await store.seed(bundle.histories, bundle.version)
         except Exception:
-            log.warning("seed_histories_failed: the store is unreachable; continuing", exc_info=True)
+            log.warning(
+                "seed_histories_failed: the store is unreachable; continuing", exc_info=True
+            )
     app.state.batcher = batcher = MicroBatcher(run_jobs, s.batch_max_size, s.batch_max_wait_ms)
     batcher.start()
     try:

@@ -21,7 +21,9 @@ R = TypeVar("R")
 class MicroBatcher(Generic[Q, R]):
     """Collects queries for up to `max_wait_ms` (or `max_size` of them), then runs them as one batch."""
 
-    def __init__(self, run: Callable[[list[Q]], list[R]], max_size: int, max_wait_ms: float) -> None:
+    def __init__(
+        self, run: Callable[[list[Q]], list[R]], max_size: int, max_wait_ms: float
+    ) -> None:
         self.run, self.max_size, self.max_wait = run, max_size, max_wait_ms / 1000
         self.queue: asyncio.Queue[tuple[Q, asyncio.Future[R]]] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genrec-model")

@@ -47,16 +47,24 @@ class Engine:
         index = self.catalog.index
         unknown = [i for i in item_ids if i not in index]
         if unknown and strict:
-            raise BadInput(f"{len(unknown)} unknown item(s) in history, e.g. {unknown[:5]}",
-                           unknown_items=unknown[:20])
+            raise BadInput(
+                f"{len(unknown)} unknown item(s) in history, e.g. {unknown[:5]}",
+                unknown_items=unknown[:20],
+            )
         return np.array([index[i] for i in item_ids if i in index], dtype=np.int64)
 
-    def query(self, history: np.ndarray, k: int, beam_width: int | None, exclude_seen: bool) -> Query:
+    def query(
+        self, history: np.ndarray, k: int, beam_width: int | None, exclude_seen: bool
+    ) -> Query:
         width = min(beam_width or self.default_beam_width, self.max_beam_width)
         if len(history) == 0:
-            raise BadInput("the history has no items this model knows; pass a history of catalog items")
+            raise BadInput(
+                "the history has no items this model knows; pass a history of catalog items"
+            )
         if exclude_seen and len(np.unique(history)) + k > len(self.catalog):
-            raise BadInput(f"k={k} exceeds the {len(self.catalog)} catalog items not in the history")
+            raise BadInput(
+                f"k={k} exceeds the {len(self.catalog)} catalog items not in the history"
+            )
         return Query(history, k, tuple(self.recommender.widths(max(width, k), k)), exclude_seen)
 
     def run(self, queries: list[Query]) -> list[list[Scored]]:
@@ -73,10 +81,19 @@ class Engine:
                 out[i] = self._results(items[row], scores[row], codes[row], queries[i].k)
         return out
 
-    def _results(self, items: np.ndarray, scores: np.ndarray, codes: np.ndarray, k: int) -> list[Scored]:
+    def _results(
+        self, items: np.ndarray, scores: np.ndarray, codes: np.ndarray, k: int
+    ) -> list[Scored]:
         keep = np.flatnonzero(items >= 0)[:k]
-        return [Scored(self.catalog.item_ids[items[j]], self.catalog.titles[items[j]],
-                       float(scores[j]), codes[j].tolist()) for j in keep]
+        return [
+            Scored(
+                self.catalog.item_ids[items[j]],
+                self.catalog.titles[items[j]],
+                float(scores[j]),
+                codes[j].tolist(),
+            )
+            for j in keep
+        ]
 
 
 Job = tuple[Engine, Query]

@@ -50,8 +50,10 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()]
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -63,7 +65,9 @@ def install_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
         malformed = any(e["type"] == "json_invalid" for e in errors)
-        detail = "the body is not valid JSON" if malformed else "the request does not match the schema"
+        detail = (
+            "the body is not valid JSON" if malformed else "the request does not match the schema"
+        )
         return problem(400 if malformed else 422, "Invalid request", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)

@@ -30,18 +30,26 @@ class RequestGuard:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and not declared.isdigit():
-            await problem(400, "Invalid request", "Content-Length is not a number")(scope, receive, send)
+            await problem(400, "Invalid request", "Content-Length is not a number")(
+                scope, receive, send
+            )
             return
         if declared is not None and int(declared) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
         media = _media_type(headers.get(b"content-type", b""))
         if media in READ_AS_JSON:
-            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-                     + [(b"content-type", JSON)]}
+            scope = {
+                **scope,
+                "headers": [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+                + [(b"content-type", JSON)],
+            }
         elif media != JSON and not media.endswith(b"+json"):
-            await problem(415, "Unsupported media type",
-                          f"send JSON (application/json), not {media.decode(errors='replace')}")(scope, receive, send)
+            await problem(
+                415,
+                "Unsupported media type",
+                f"send JSON (application/json), not {media.decode(errors='replace')}",
+            )(scope, receive, send)
             return
         # Read the body here (bounded), then replay it: a streamed body cannot sneak past.
         chunks, size = [], 0
@@ -69,4 +77,6 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await problem(413, "Payload too large", f"the body exceeds {self.max_bytes} bytes")(scope, receive, send)
+        await problem(413, "Payload too large", f"the body exceeds {self.max_bytes} bytes")(
+            scope, receive, send
+        )

@@ -23,11 +23,15 @@ class Strict(BaseModel):
 class RecommendRequest(Strict):
     user_id: Identifier | None = Field(None, description="Read this user's history from the store.")
     history: list[Identifier] | None = Field(
-        None, min_length=1, max_length=MAX_HISTORY_IN_REQUEST,
+        None,
+        min_length=1,
+        max_length=MAX_HISTORY_IN_REQUEST,
         description="Explicit history, oldest first; used instead of the stored one.",
     )
     k: int = Field(10, ge=1, le=MAX_K)
-    beam_width: int | None = Field(None, ge=1, le=1024, description="Upper bound on the final beam width.")
+    beam_width: int | None = Field(
+        None, ge=1, le=1024, description="Upper bound on the final beam width."
+    )
     exclude_seen: bool = Field(True, description="Never return items in the history.")
 
     @model_validator(mode="after")
@@ -65,7 +69,9 @@ class EventsRequest(Strict):
 
 class EventsResponse(BaseModel):
     accepted: int
-    unknown_items: int = Field(description="Events naming items outside the current catalog (kept for retraining).")
+    unknown_items: int = Field(
+        description="Events naming items outside the current catalog (kept for retraining)."
+    )
 
 
 class HistoryResponse(BaseModel):

@@ -17,7 +17,9 @@ class Settings(BaseSettings):
     bundle: Path = Path("artifacts/bundles/ml-100k")
     redis_url: str | None = None
     redis_dir: Path = Path("data/redis")
-    redis_timeout_s: float = Field(0.25, gt=0, description="Connect and command timeout; fail fast.")
+    redis_timeout_s: float = Field(
+        0.25, gt=0, description="Connect and command timeout; fail fast."
+    )
     redis_prefix: str = "genrec"
     api_key: SecretStr | None = None
     max_body_bytes: int = Field(64 * 1024, gt=0)
@@ -27,7 +29,9 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(32, ge=1)
     batch_max_wait_ms: float = Field(2.0, ge=0)
     torch_threads: int | None = Field(None, ge=1)
-    seed_histories: bool = Field(True, description="Load the bundle's user histories into Redis for users it lacks.")
+    seed_histories: bool = Field(
+        True, description="Load the bundle's user histories into Redis for users it lacks."
+    )
 
 
 @lru_cache

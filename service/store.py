@@ -53,20 +53,46 @@ class EmbeddedRedis:
 
         data_dir = Path(data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._sock_dir = tempfile.mkdtemp(prefix="genrec-redis-")  # short: socket paths are ≤ 107 bytes
+        self._sock_dir = tempfile.mkdtemp(
+            prefix="genrec-redis-"
+        )  # short: socket paths are ≤ 107 bytes
         self.socket = os.path.join(self._sock_dir, "redis.sock")
         self._proc = subprocess.Popen(
-            [redis_server, "--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700",
-             "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "always",
-             "--appendfilename", "genrec.aof", "--dbfilename", "genrec.rdb", "--save", "",
-             "--daemonize", "no", "--logfile", str(data_dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                redis_server,
+                "--port",
+                "0",
+                "--unixsocket",
+                self.socket,
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--appendfilename",
+                "genrec.aof",
+                "--dbfilename",
+                "genrec.rdb",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(data_dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + startup_timeout_s
         while not self._answers():
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.close()
-                raise RuntimeError(f"embedded redis-server did not start; see {data_dir / 'redis.log'}")
+                raise RuntimeError(
+                    f"embedded redis-server did not start; see {data_dir / 'redis.log'}"
+                )
             time.sleep(0.02)
         log.info("embedded_redis pid=%d dir=%s", self._proc.pid, data_dir)
 
@@ -92,8 +118,12 @@ class EmbeddedRedis:
 
 def connect(url: str | None, socket_path: str | None, timeout_s: float) -> aioredis.Redis:
     """An asyncio client that fails fast: short timeouts and no retries."""
-    opts: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
-            "retry": Retry(NoBackoff(), 0), "decode_responses": True}
+    opts: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": True,
+    }
     if url:
         return aioredis.Redis.from_url(url, **opts)
     return aioredis.Redis(unix_socket_path=socket_path, **opts)
@@ -116,8 +146,10 @@ class HistoryStore:
             items = await self.client.lrange(self.keys.history(user_id), -self.max_history, -1)
             return cast(list[str], items)  # decode_responses=True
         except (RedisError, OSError) as e:
-            raise Unavailable(f"the history store is unreachable ({type(e).__name__}); "
-                              "pass an explicit history to get recommendations") from e
+            raise Unavailable(
+                f"the history store is unreachable ({type(e).__name__}); "
+                "pass an explicit history to get recommendations"
+            ) from e
 
     async def append(self, events: Iterable[tuple[str, str, int | None]]) -> int:
         """Append (user, item, timestamp) events to histories and the stream, in one transaction."""
@@ -128,13 +160,17 @@ class HistoryStore:
             key = self.keys.history(user_id)
             pipe.rpush(key, item_id)
             pipe.ltrim(key, -self.max_history, -1)
-            pipe.xadd(self.keys.events, {"user_id": user_id, "item_id": item_id, "timestamp": ts or now})
+            pipe.xadd(
+                self.keys.events, {"user_id": user_id, "item_id": item_id, "timestamp": ts or now}
+            )
             n += 1
         try:
             await pipe.execute()
         except (RedisError, OSError) as e:
-            raise Unavailable(f"events were not stored, the store is unreachable ({type(e).__name__}); "
-                              "retry the request") from e
+            raise Unavailable(
+                f"events were not stored, the store is unreachable ({type(e).__name__}); "
+                "retry the request"
+            ) from e
         return n
 
     async def seed(self, histories: dict[str, list[str]], version: str, chunk: int = 500) -> int:
@@ -146,7 +182,9 @@ class HistoryStore:
         for lo in range(0, len(users), chunk):
             pipe = self.client.pipeline(transaction=False)
             for u in users[lo : lo + chunk]:
-                await script(keys=[self.keys.history(u)], args=histories[u][-self.max_history:], client=pipe)
+                await script(
+                    keys=[self.keys.history(u)], args=histories[u][-self.max_history :], client=pipe
+                )
             seeded += sum(1 for r in await pipe.execute() if r)
         log.info("seed_histories version=%s users=%d", version, seeded)
         return seeded

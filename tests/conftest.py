@@ -35,8 +35,11 @@ def tiny_bundle(tmp_path_factory, synthetic_files) -> Path:
     """A bundle trained on synthetic files (so `genrec evaluate` can reload its data)."""
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     return train(
-        load_files(*synthetic_files), out, generator=generator_tiny(),
-        tokenizer=TokenizerConfig(codebook_size=8), cfg=TrainConfig(epochs=4, batch_size=64, eval_beam=16),
+        load_files(*synthetic_files),
+        out,
+        generator=generator_tiny(),
+        tokenizer=TokenizerConfig(codebook_size=8),
+        cfg=TrainConfig(epochs=4, batch_size=64, eval_beam=16),
         test_beam=32,
     )
 

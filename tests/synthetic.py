@@ -9,8 +9,13 @@ from pipeline.datasets import Dataset
 
 
 def synthetic_dataset(
-    n_users: int = 150, n_genres: int = 6, per_genre: int = 20, min_len: int = 12, max_len: int = 30,
-    noise: float = 0.1, seed: int = 0,
+    n_users: int = 150,
+    n_genres: int = 6,
+    per_genre: int = 20,
+    min_len: int = 12,
+    max_len: int = 30,
+    noise: float = 0.1,
+    seed: int = 0,
 ) -> Dataset:
     """Each user walks one genre's items in a fixed cyclic order (with a little noise), so the
     next item is predictable from the last ones."""
@@ -28,15 +33,21 @@ def synthetic_dataset(
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).drop_duplicates(
         ["user_id", "item_id"], keep="first"
     )
-    items = pd.DataFrame({
-        "item_id": [f"i{i}" for i in range(n_items)],
-        "title": [f"Item {i}" for i in range(n_items)],
-        "genres": [f"genre{i // per_genre}" for i in range(n_items)],
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(n_items)],
+            "title": [f"Item {i}" for i in range(n_items)],
+            "genres": [f"genre{i // per_genre}" for i in range(n_items)],
+        }
+    )
     return Dataset(inter.reset_index(drop=True), items, {"dataset": "synthetic"})
 
 
-def clustered_embeddings(n: int = 200, d: int = 16, clusters: int = 10, seed: int = 0) -> np.ndarray:
+def clustered_embeddings(
+    n: int = 200, d: int = 16, clusters: int = 10, seed: int = 0
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(clusters, d))
-    return (centers[rng.integers(clusters, size=n)] + 0.3 * rng.normal(size=(n, d))).astype(np.float32)
+    return (centers[rng.integers(clusters, size=n)] + 0.3 * rng.normal(size=(n, d))).astype(
+        np.float32
+    )

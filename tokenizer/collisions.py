@@ -53,8 +53,10 @@ def extend_unique(existing: np.ndarray, new_codes: np.ndarray, dedup_size: int) 
     inverse = inverse.reshape(-1)
     next_free = np.zeros(inverse.max() + 1, dtype=np.int64)
     np.maximum.at(next_free, inverse[: len(existing)], existing[:, L] + 1)
-    new_groups = inverse[len(existing):]
+    new_groups = inverse[len(existing) :]
     ranks = group_ranks(new_codes) + next_free[new_groups]
     if len(ranks) and ranks.max() >= dedup_size:
-        raise ValueError("a code tuple is full: refit the tokenizer (genrec retrain --refit-tokenizer)")
+        raise ValueError(
+            "a code tuple is full: refit the tokenizer (genrec retrain --refit-tokenizer)"
+        )
     return np.concatenate([new_codes, ranks[:, None]], axis=1)

@@ -18,7 +18,11 @@ def utilization(codes: np.ndarray, codebook_size: int) -> list[float]:
 
 
 def codebook_report(
-    x: np.ndarray, x_hat: np.ndarray, codes: np.ndarray, unique_codes: np.ndarray, codebook_size: int
+    x: np.ndarray,
+    x_hat: np.ndarray,
+    codes: np.ndarray,
+    unique_codes: np.ndarray,
+    codebook_size: int,
 ) -> dict[str, object]:
     """All tokenizer metrics in one JSON-ready dict."""
     return {

@@ -76,8 +76,13 @@ def _cluster_level(
     """k-means (faiss) on one level's residuals, then balanced refinement: (centroids, assign)."""
     n, d = residual.shape
     km = faiss.Kmeans(
-        d, k, niter=config.kmeans_iters, seed=seed, verbose=False,
-        min_points_per_centroid=1, max_points_per_centroid=max(256, n // k + 1),
+        d,
+        k,
+        niter=config.kmeans_iters,
+        seed=seed,
+        verbose=False,
+        min_points_per_centroid=1,
+        max_points_per_centroid=max(256, n // k + 1),
     )
     km.train(residual)
     assert km.centroids is not None
@@ -102,7 +107,9 @@ def fit_rq_kmeans(
     residual = np.ascontiguousarray(x, dtype=np.float32).copy()
     n = len(residual)
     if n < codebook_size:
-        raise ValueError(f"{n} items cannot fill a codebook of {codebook_size}; lower codebook_size")
+        raise ValueError(
+            f"{n} items cannot fill a codebook of {codebook_size}; lower codebook_size"
+        )
     codebooks, codes = [], np.empty((n, config.n_levels), dtype=np.int64)
     for level in range(config.n_levels):
         centroids, assign = _cluster_level(residual, codebook_size, config, config.seed + level)

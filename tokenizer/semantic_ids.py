@@ -47,8 +47,12 @@ class SemanticIds:
         n_levels = sum(1 for name in tensors if name.startswith("codebook."))
         quantizer = ResidualQuantizer([tensors[f"codebook.{i}"] for i in range(n_levels)])
         return cls(
-            config, int(meta["codebook_size"]), int(meta["dedup_size"]), quantizer,
-            tensors["codes"].astype(np.int64), dict(meta.get("report", {})),
+            config,
+            int(meta["codebook_size"]),
+            int(meta["dedup_size"]),
+            quantizer,
+            tensors["codes"].astype(np.int64),
+            dict(meta.get("report", {})),
         )
 
     def meta(self) -> dict[str, object]:

@@ -22,6 +22,9 @@ async def readyz(request: Request) -> JSONResponse:
     engine = getattr(request.app.state, "engine", None)
     store = getattr(request.app.state, "store", None)
     redis_ok = bool(store and await store.ping())
-    body = Ready(status="ready" if engine else "loading", model_version=engine.version if engine else None,
-                 redis=redis_ok)
+    body = Ready(
+        status="ready" if engine else "loading",
+        model_version=engine.version if engine else None,
+        redis=redis_ok,
+    )
     return JSONResponse(body.model_dump(), status_code=200 if engine else 503)

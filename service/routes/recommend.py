@@ -12,7 +12,9 @@ router = APIRouter(prefix="/v1", tags=["recommend"])
 
 
 @router.post("/recommend", response_model=RecommendResponse)
-async def recommend(req: RecommendRequest, engine: EngineDep, store: StoreDep, batcher: BatcherDep) -> RecommendResponse:
+async def recommend(
+    req: RecommendRequest, engine: EngineDep, store: StoreDep, batcher: BatcherDep
+) -> RecommendResponse:
     """Top-k catalog items by constrained beam search over semantic IDs.
 
     An explicit `history` is used as given (every item must be in the catalog); otherwise
@@ -24,14 +26,20 @@ async def recommend(req: RecommendRequest, engine: EngineDep, store: StoreDep, b
         assert req.user_id is not None
         stored = await store.history(req.user_id)
         if not stored:
-            raise NotFound(f"no history stored for user {req.user_id!r}; post events or pass a history")
+            raise NotFound(
+                f"no history stored for user {req.user_id!r}; post events or pass a history"
+            )
         history = engine.indices(stored, strict=False)
     query = engine.query(history, req.k, req.beam_width, req.exclude_seen)
     results = await batcher.submit((engine, query))
     return RecommendResponse(
         user_id=req.user_id,
-        items=[RecommendedItem(item_id=r.item_id, title=r.title, score=r.score, semantic_id=r.semantic_id)
-               for r in results],
+        items=[
+            RecommendedItem(
+                item_id=r.item_id, title=r.title, score=r.score, semantic_id=r.semantic_id
+            )
+            for r in results
+        ],
         model_version=engine.version,
         beam_width=query.widths[-1],
         beam_widths=list(query.widths),

@@ -23,11 +23,27 @@ def free_port() -> int:
 
 def start_server(bundle: Path, workdir: Path, **env: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    environ = {**os.environ, "GENREC_REDIS_DIR": str(workdir / "redis"), "GENREC_API_KEY": API_KEY,
-               "GENREC_MAX_BODY_BYTES": "16384", **env}
+    environ = {
+        **os.environ,
+        "GENREC_REDIS_DIR": str(workdir / "redis"),
+        "GENREC_API_KEY": API_KEY,
+        "GENREC_MAX_BODY_BYTES": "16384",
+        **env,
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--bundle", str(bundle), "--port", str(port)],
-        env=environ, stdout=(workdir / "server.log").open("w"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "serve",
+            "--bundle",
+            str(bundle),
+            "--port",
+            str(port),
+        ],
+        env=environ,
+        stdout=(workdir / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -6,7 +6,9 @@ import sys
 
 
 def genrec(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_evaluate_prints_genrec_and_popularity_metrics(tiny_bundle):

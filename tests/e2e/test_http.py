@@ -39,7 +39,9 @@ def test_recommend_by_user_returns_distinct_unseen_catalog_items(client, bundle)
     assert set(ids) <= set(bundle.catalog.item_ids)
     assert not set(ids) & set(bundle.histories[user])
     assert all(it["title"] for it in body["items"])
-    assert [it["score"] for it in body["items"]] == sorted((it["score"] for it in body["items"]), reverse=True)
+    assert [it["score"] for it in body["items"]] == sorted(
+        (it["score"] for it in body["items"]), reverse=True
+    )
     assert body["model_version"] == bundle.version and body["beam_width"] == body["beam_widths"][-1]
     for it in body["items"]:
         code = bundle.semantic_ids.codes[bundle.catalog.index[it["item_id"]]].tolist()
@@ -55,7 +57,9 @@ def test_recommend_by_explicit_history(client, bundle):
 
 
 def test_events_feed_the_history_that_recommendations_read(client):
-    events = [{"user_id": "new-user", "item_id": f"i{n}", "timestamp": 1000 + n} for n in (20, 21, 22)]
+    events = [
+        {"user_id": "new-user", "item_id": f"i{n}", "timestamp": 1000 + n} for n in (20, 21, 22)
+    ]
     events.append({"user_id": "new-user", "item_id": "brand-new-item"})
     r = client.post("/v1/events", json={"events": events}, headers=AUTH)
     assert r.json() == {"accepted": 4, "unknown_items": 1}
@@ -80,30 +84,36 @@ def test_events_need_the_api_key(client):
 
 
 def test_curl_style_form_content_type_is_read_as_json(client):
-    r = client.post("/v1/recommend", content=json.dumps({"user_id": "u7", "k": 2}),
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/v1/recommend",
+        content=json.dumps({"user_id": "u7", "k": 2}),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200 and len(r.json()["items"]) == 2
 
 
-@pytest.mark.parametrize(("body", "status", "field"), [
-    ({"history": ["i1", "no-such-item"], "k": 5}, 422, None),
-    ({"history": [], "k": 5}, 422, "history"),
-    ({"user_id": "u7", "k": 0}, 422, "k"),
-    ({"user_id": "u7", "k": -3}, 422, "k"),
-    ({"user_id": "u7", "k": 10**9}, 422, "k"),
-    ({"user_id": "u7", "k": "5"}, 422, "k"),
-    ({"user_id": "u7", "k": 5.0}, 422, "k"),
-    ({"user_id": "u7", "k": True}, 422, "k"),
-    ({"user_id": 7, "k": 5}, 422, "user_id"),
-    ({"user_id": "u7", "exclude_seen": "yes"}, 422, "exclude_seen"),
-    ({"user_id": "u7", "beam_width": 0}, 422, "beam_width"),
-    ({"user_id": "u7", "surprise": 1}, 422, "surprise"),
-    ({"user_id": "bad id with spaces"}, 422, "user_id"),
-    ({"user_id": "x" * 500}, 422, "user_id"),
-    ({"k": 5}, 422, None),
-    ({"history": ["i1"] * 201}, 422, "history"),
-    ([1, 2, 3], 422, None),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"history": ["i1", "no-such-item"], "k": 5}, 422, None),
+        ({"history": [], "k": 5}, 422, "history"),
+        ({"user_id": "u7", "k": 0}, 422, "k"),
+        ({"user_id": "u7", "k": -3}, 422, "k"),
+        ({"user_id": "u7", "k": 10**9}, 422, "k"),
+        ({"user_id": "u7", "k": "5"}, 422, "k"),
+        ({"user_id": "u7", "k": 5.0}, 422, "k"),
+        ({"user_id": "u7", "k": True}, 422, "k"),
+        ({"user_id": 7, "k": 5}, 422, "user_id"),
+        ({"user_id": "u7", "exclude_seen": "yes"}, 422, "exclude_seen"),
+        ({"user_id": "u7", "beam_width": 0}, 422, "beam_width"),
+        ({"user_id": "u7", "surprise": 1}, 422, "surprise"),
+        ({"user_id": "bad id with spaces"}, 422, "user_id"),
+        ({"user_id": "x" * 500}, 422, "user_id"),
+        ({"k": 5}, 422, None),
+        ({"history": ["i1"] * 201}, 422, "history"),
+        ([1, 2, 3], 422, None),
+    ],
+)
 def test_bad_recommend_input_gets_a_clear_4xx(client, body, status, field):
     problem = assert_problem(client.post("/v1/recommend", json=body), status)
     if field:
@@ -117,36 +127,54 @@ def test_unknown_item_error_names_the_items(client):
 
 def test_k_larger_than_the_unseen_catalog_is_refused(client, bundle):
     n = len(bundle.catalog)
-    assert_problem(client.post("/v1/recommend", json={"history": bundle.catalog.item_ids[: n - 5], "k": 10}), 422)
+    assert_problem(
+        client.post("/v1/recommend", json={"history": bundle.catalog.item_ids[: n - 5], "k": 10}),
+        422,
+    )
 
 
 def test_malformed_json_is_400(client):
-    assert_problem(client.post("/v1/recommend", content=b'{"user_id": "u7",',
-                               headers={"content-type": "application/json"}), 400)
+    assert_problem(
+        client.post(
+            "/v1/recommend",
+            content=b'{"user_id": "u7",',
+            headers={"content-type": "application/json"},
+        ),
+        400,
+    )
 
 
 def test_oversized_body_is_413(client):
     big = {"events": [{"user_id": "u1", "item_id": "i1"}] * 1000}
     assert_problem(client.post("/v1/events", json=big, headers=AUTH), 413)
-    assert_problem(client.post("/v1/recommend", content=b"x" * 20000,
-                               headers={"content-type": "application/json"}), 413)
+    assert_problem(
+        client.post(
+            "/v1/recommend", content=b"x" * 20000, headers={"content-type": "application/json"}
+        ),
+        413,
+    )
 
 
 def test_non_json_media_type_is_415(client):
-    assert_problem(client.post("/v1/recommend", content=b"<xml/>", headers={"content-type": "text/xml"}), 415)
+    assert_problem(
+        client.post("/v1/recommend", content=b"<xml/>", headers={"content-type": "text/xml"}), 415
+    )
 
 
 def test_unknown_user_is_404(client):
     assert_problem(client.post("/v1/recommend", json={"user_id": "nobody"}), 404)
 
 
-@pytest.mark.parametrize(("events", "field"), [
-    ([], "events"),
-    ([{"user_id": "u1"}], "item_id"),
-    ([{"user_id": "u1", "item_id": "i1", "timestamp": -1}], "timestamp"),
-    ([{"user_id": "u1", "item_id": "i1", "timestamp": "yesterday"}], "timestamp"),
-    ([{"user_id": "u1", "item_id": "i 1"}], "item_id"),
-])
+@pytest.mark.parametrize(
+    ("events", "field"),
+    [
+        ([], "events"),
+        ([{"user_id": "u1"}], "item_id"),
+        ([{"user_id": "u1", "item_id": "i1", "timestamp": -1}], "timestamp"),
+        ([{"user_id": "u1", "item_id": "i1", "timestamp": "yesterday"}], "timestamp"),
+        ([{"user_id": "u1", "item_id": "i 1"}], "item_id"),
+    ],
+)
 def test_bad_events_get_422(client, events, field):
     problem = assert_problem(client.post("/v1/events", json={"events": events}, headers=AUTH), 422)
     assert any(field in map(str, e["loc"]) for e in problem["errors"])
@@ -160,4 +188,10 @@ def test_bad_paths_and_methods(client):
 
 def test_openapi_documents_the_contract(client):
     spec = client.get("/openapi.json").json()
-    assert {"/v1/recommend", "/v1/events", "/v1/users/{user_id}/history", "/healthz", "/readyz"} <= set(spec["paths"])
+    assert {
+        "/v1/recommend",
+        "/v1/events",
+        "/v1/users/{user_id}/history",
+        "/healthz",
+        "/readyz",
+    } <= set(spec["paths"])

@@ -22,8 +22,11 @@ def test_explicit_history_still_works_and_user_paths_fail_fast(no_redis_server):
         for r in (
             c.post("/v1/recommend", json={"user_id": "u7"}),
             c.get("/v1/users/u7/history"),
-            c.post("/v1/events", json={"events": [{"user_id": "u7", "item_id": "i1"}]},
-                   headers={"X-API-Key": API_KEY}),
+            c.post(
+                "/v1/events",
+                json={"events": [{"user_id": "u7", "item_id": "i1"}]},
+                headers={"X-API-Key": API_KEY},
+            ),
         ):
             assert r.status_code == 503, r.text
             assert r.elapsed.total_seconds() < 2

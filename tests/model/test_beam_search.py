@@ -32,7 +32,9 @@ def test_beam_returns_only_catalog_items_and_never_seen_ones(recommender, histor
         assert (recommender.codes[items].numpy() == rec.codes[b]).all()
 
 
-def test_beam_as_wide_as_the_catalog_equals_exhaustive_top_k(model, recommender, histories, semantic_ids):
+def test_beam_as_wide_as_the_catalog_equals_exhaustive_top_k(
+    model, recommender, histories, semantic_ids
+):
     codes = semantic_ids.codes
     huge = [10**6] * codes.shape[1]
     for h in histories:
@@ -53,7 +55,9 @@ def test_without_exclusion_seen_items_may_return(recommender, histories):
 def test_excluding_almost_the_whole_catalog_still_returns_the_rest(recommender):
     seen = np.arange(recommender.n_items - 3)
     rec = recommender.recommend([seen], k=3, beam_width=4, exclude_seen=True)
-    assert sorted(rec.items[0].tolist()) == list(range(recommender.n_items - 3, recommender.n_items))
+    assert sorted(rec.items[0].tolist()) == list(
+        range(recommender.n_items - 3, recommender.n_items)
+    )
 
 
 def test_repeated_history_items_count_once():

@@ -11,9 +11,17 @@ from model.recommender import Recommender
 
 @pytest.fixture
 def bundle_dir(tmp_path, model, semantic_ids):
-    catalog = Catalog([f"i{i}" for i in range(120)], [f"Item {i}" for i in range(120)], np.arange(120))
-    return save_bundle(tmp_path / "b", model=model, semantic_ids=semantic_ids, catalog=catalog,
-                       histories={"u1": ["i1", "i2"]}, manifest={"data": {"dataset": "synthetic"}})
+    catalog = Catalog(
+        [f"i{i}" for i in range(120)], [f"Item {i}" for i in range(120)], np.arange(120)
+    )
+    return save_bundle(
+        tmp_path / "b",
+        model=model,
+        semantic_ids=semantic_ids,
+        catalog=catalog,
+        histories={"u1": ["i1", "i2"]},
+        manifest={"data": {"dataset": "synthetic"}},
+    )
 
 
 def test_round_trip_keeps_ids_and_scores(bundle_dir, recommender, semantic_ids, histories):
@@ -31,7 +39,9 @@ def test_manifest_lists_a_checksum_for_every_file(bundle_dir):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     files = {p.name for p in bundle_dir.iterdir()} - {"manifest.json"}
     assert set(manifest["files"]) == files
-    assert manifest["generator"]["codebook_sizes"] == list(load_bundle(bundle_dir).model.cfg.codebook_sizes)
+    assert manifest["generator"]["codebook_sizes"] == list(
+        load_bundle(bundle_dir).model.cfg.codebook_sizes
+    )
 
 
 def test_a_tampered_bundle_is_refused(bundle_dir):
@@ -43,7 +53,13 @@ def test_a_tampered_bundle_is_refused(bundle_dir):
 
 def test_saving_over_a_bundle_replaces_it_whole(bundle_dir, model, semantic_ids):
     catalog = Catalog([f"j{i}" for i in range(120)], [""] * 120, np.zeros(120, dtype=np.int64))
-    save_bundle(bundle_dir, model=model, semantic_ids=semantic_ids, catalog=catalog, histories={},
-                manifest={"data": {}})
+    save_bundle(
+        bundle_dir,
+        model=model,
+        semantic_ids=semantic_ids,
+        catalog=catalog,
+        histories={},
+        manifest={"data": {}},
+    )
     assert load_bundle(bundle_dir).catalog.item_ids[0] == "j0"
     assert not list(bundle_dir.parent.glob(".b.*"))

@@ -25,7 +25,9 @@ def test_context_and_step_shapes(model, recommender, histories):
         assert torch.allclose(log_probs.exp().sum(-1), torch.ones(B, 3), atol=1e-5)
 
 
-def test_shared_context_matches_context_recomputed_per_beam(model, recommender, histories, semantic_ids):
+def test_shared_context_matches_context_recomputed_per_beam(
+    model, recommender, histories, semantic_ids
+):
     """Beams read their request's context K/V in place; the scores equal a per-beam recomputation."""
     W, t = 5, 2
     rng = np.random.default_rng(1)
@@ -65,7 +67,9 @@ def test_training_lowers_the_loss(item_embeddings):
     sizes, n_items, B, T = (4, 4, 2), 32, 64, 6
     cfg = replace(generator_tiny(), item_embeddings=item_embeddings).for_catalog(sizes, n_items)
     model = LazyDecoder(cfg)
-    codes = torch.stack(torch.meshgrid(*(torch.arange(s) for s in sizes), indexing="ij"), -1).view(-1, 3)
+    codes = torch.stack(torch.meshgrid(*(torch.arange(s) for s in sizes), indexing="ij"), -1).view(
+        -1, 3
+    )
     items = torch.randint(0, n_items, (B, T))
     target = (items[:, -1] + 1) % n_items  # next item is a function of the last one
     mask = torch.ones(B, T, dtype=torch.bool)

@@ -8,7 +8,9 @@ from pipeline.datasets import load_files
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_files_load_into_canonical_frames(tmp_path, suffix):
-    inter = pd.DataFrame({"user_id": [1, 1], "item_id": [7, 8], "timestamp": [100, 200], "rating": [5, 3]})
+    inter = pd.DataFrame(
+        {"user_id": [1, 1], "item_id": [7, 8], "timestamp": [100, 200], "rating": [5, 3]}
+    )
     items = pd.DataFrame({"item_id": [7, 8], "title": ["Seven", "Eight"]})
     paths = []
     for name, df in (("inter", inter), ("items", items)):

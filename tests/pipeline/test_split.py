@@ -8,11 +8,13 @@ from pipeline.split import build_sequences, leave_one_out
 
 
 def tiny_dataset():
-    inter = pd.DataFrame({
-        "user_id": ["a", "a", "a", "a", "b", "b", "b", "c", "c"],
-        "item_id": ["3", "1", "2", "4", "2", "1", "5", "1", "2"],
-        "timestamp": [30, 10, 20, 40, 5, 5, 9, 1, 2],
-    })
+    inter = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "a", "b", "b", "b", "c", "c"],
+            "item_id": ["3", "1", "2", "4", "2", "1", "5", "1", "2"],
+            "timestamp": [30, 10, 20, 40, 5, 5, 9, 1, 2],
+        }
+    )
     items = pd.DataFrame({"item_id": ["1", "2", "3", "4", "5"], "title": list("ABCDE")})
     return Dataset(inter, items, {"dataset": "tiny"})
 
@@ -31,8 +33,9 @@ def test_last_item_is_test_second_to_last_is_valid_earlier_prefixes_train():
     ids = np.asarray(split.sequences.item_ids)
     assert ids[split.test.targets].tolist() == ["4", "5"]  # users a and b; c has only 2 items
     assert ids[split.valid.targets].tolist() == ["3", "1"]
-    assert [ids[items[s:e]].tolist() for s, e in zip(split.test.starts, split.test.ends, strict=False)] == [
-        ["1", "2", "3"], ["2", "1"]]
+    assert [
+        ids[items[s:e]].tolist() for s, e in zip(split.test.starts, split.test.ends, strict=False)
+    ] == [["1", "2", "3"], ["2", "1"]]
     # training targets: a → "2" (after "1"); c trains on all it has → "2" after "1"
     assert ids[split.train.targets].tolist() == ["2", "2"]
     assert split.train.users.tolist() == [0, 2]

@@ -21,7 +21,9 @@ def split():
 
 def test_runs_cover_every_training_target_once(split):
     chunks = make_chunks(split.train, size=6)
-    covered = np.concatenate([np.arange(f, f + c) for f, c in zip(chunks.first, chunks.count)])
+    covered = np.concatenate(
+        [np.arange(f, f + c) for f, c in zip(chunks.first, chunks.count, strict=True)]
+    )
     assert sorted(covered.tolist()) == sorted(split.train.ends.tolist())
     assert chunks.count.max() == 6 and chunks.count.min() >= 1
 
@@ -31,13 +33,19 @@ def test_run_batches_give_the_same_logits_as_one_context_per_target(split):
     torch.manual_seed(0)
     N, H, size = split.sequences.n_items, 10, 6
     codes = torch.randint(0, 8, (N, 4))
-    model = LazyDecoder(replace(generator_tiny(), max_history=H).for_catalog((8, 8, 8, 8), N)).eval()
+    model = LazyDecoder(
+        replace(generator_tiny(), max_history=H).for_catalog((8, 8, 8, 8), N)
+    ).eval()
     chunks = make_chunks(split.train, size).subset(np.arange(15))
     batch = make_batch(split, chunks, codes, H, size)
     flat = split.sequences.items
     with torch.no_grad():
-        logits = model(batch["hist_codes"], batch["hist_items"],
-                       model.context.bias(batch["distance"], batch["valid"]), batch["target_codes"])
+        logits = model(
+            batch["hist_codes"],
+            batch["hist_items"],
+            model.context.bias(batch["distance"], batch["valid"]),
+            batch["target_codes"],
+        )
         for i in range(len(chunks)):
             for w in range(chunks.count[i]):
                 p = chunks.first[i] + w
