@@ -7,20 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import GeneratorConfig
-
-
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=0.02)
-
-
-def _offsets(sizes: tuple[int, ...]) -> Tensor:
-    """Start of each level's codes in one shared embedding table."""
-    return torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
+from model.layers import ItemEmbedding, LevelHeads, SwiGLU, TargetEmbedding, init_weights
 
 
 class ContextProcessor(nn.Module):
@@ -33,15 +20,11 @@ class ContextProcessor(nn.Module):
     no attention among history items: that is the lazy part.
     """
 
-    code_offsets: Tensor
-
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         C, D = cfg.d_model, cfg.head_dim
         self.n_kv_heads, self.head_dim, self.max_history = cfg.n_kv_heads, D, cfg.max_history
-        self.register_buffer("code_offsets", _offsets(cfg.codebook_sizes), persistent=False)
-        self.code_emb = nn.Embedding(sum(cfg.codebook_sizes), C)
-        self.item_emb = nn.Embedding(cfg.n_items, C) if cfg.item_embeddings else None
+        self.items = ItemEmbedding(cfg)
         self.recency = nn.Parameter(torch.zeros(cfg.n_kv_heads, cfg.max_history))
         self.norm = nn.RMSNorm(C)
         self.drop = nn.Dropout(cfg.dropout)
@@ -50,10 +33,7 @@ class ContextProcessor(nn.Module):
 
     def forward(self, hist_codes: Tensor, hist_items: Tensor) -> tuple[Tensor, Tensor]:
         B, T, _L = hist_codes.shape
-        x = self.code_emb(hist_codes + self.code_offsets).sum(2)  # (B, T, C)
-        if self.item_emb is not None:
-            x = x + self.item_emb(hist_items)
-        x = self.drop(self.norm(x))
+        x = self.drop(self.norm(self.items(hist_codes, hist_items)))  # (B, T, C)
         kv = self.to_kv(x).view(B, T, 2, self.n_kv_heads, self.head_dim)
         ctx_k = self.k_norm(kv[:, :, 0]).transpose(1, 2)  # (B, Hkv, T, D)
         ctx_v = kv[:, :, 1].transpose(1, 2)  # (B, Hkv, T, D)
@@ -74,17 +54,6 @@ class ContextProcessor(nn.Module):
         T = mask.shape[1]
         distance = torch.arange(T, 0, -1, device=mask.device).expand_as(mask)  # (B, T)
         return self.bias(distance[:, None], mask[:, None])
-
-
-class SwiGLU(nn.Module):
-    def __init__(self, C: int, hidden: int) -> None:
-        super().__init__()
-        self.gate_up = nn.Linear(C, 2 * hidden, bias=False)
-        self.down = nn.Linear(hidden, C, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
 
 
 class DecoderBlock(nn.Module):
@@ -150,24 +119,17 @@ class LazyDecoder(nn.Module):
     context K/V, `step` takes them back, so batching and export stay simple.
     """
 
-    tok_offsets: Tensor
-
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         if cfg.n_levels < 1:
             raise ValueError("GeneratorConfig.codebook_sizes is empty: call for_catalog() first")
         self.cfg = cfg
-        C = cfg.d_model
         self.context = ContextProcessor(cfg)
-        self.register_buffer("tok_offsets", _offsets(cfg.codebook_sizes), persistent=False)
-        self.bos = nn.Parameter(torch.zeros(C))
-        self.tok_emb = nn.Embedding(sum(cfg.codebook_sizes), C)
-        self.level_emb = nn.Embedding(cfg.n_levels, C)
+        self.targets = TargetEmbedding(cfg)
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
-        self.norm_out = nn.RMSNorm(C)
-        self.heads = nn.ModuleList(nn.Linear(C, k, bias=False) for k in cfg.codebook_sizes)
-        self.apply(_init_weights)
-        nn.init.normal_(self.bos, std=0.02)
+        self.heads = LevelHeads(cfg)
+        self.apply(init_weights)
+        nn.init.normal_(self.targets.bos, std=0.02)
 
     def encode_context(
         self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor
@@ -179,50 +141,29 @@ class LazyDecoder(nn.Module):
 
     def decode(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, tokens: Tensor) -> Tensor:
         """tokens (B, W, t) chosen codes → hidden states (B, W, t+1, C) of [BOS, tokens]."""
-        B, W, t = tokens.shape
-        x = self.tok_emb(tokens + self.tok_offsets[:t])  # (B, W, t, C)
-        x = torch.cat([self.bos.expand(B, W, 1, -1), x], dim=2)  # (B, W, t+1, C)
-        x = x + self.level_emb.weight[: t + 1]
+        x = self.targets(tokens)
         for block in self.blocks:
             x = block(x, ctx_k, ctx_v, ctx_bias)
-        return self.norm_out(x)
+        return x
 
     def step(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, tokens: Tensor) -> Tensor:
         """Log-probabilities (B, W, K_t) of the next level's code after `tokens` (B, W, t)."""
-        t = tokens.shape[-1]
         h = self.decode(ctx_k, ctx_v, ctx_bias, tokens)[:, :, -1]  # (B, W, C)
-        return F.log_softmax(self.heads[t](h).float(), dim=-1)
+        return self.heads.log_probs(h, tokens.shape[-1])
 
     def forward(
         self, hist_codes: Tensor, hist_items: Tensor, ctx_bias: Tensor, target_codes: Tensor
-    ) -> list[Tensor]:
-        """Teacher-forced logits, one (B, W, K_ℓ) tensor per level, for W targets per context.
+    ) -> Tensor:
+        """Teacher-forced hidden states (B, W, L, C) for W targets that share one context.
 
-        hist_* (B, T[, L]) is a shared context; ctx_bias (B, Hkv, W, T) says which keys each
+        hist_* (B, T[, L]) is the shared context; ctx_bias (B, Hkv, W, T) says which keys each
         target sees; target_codes (B, W, L).
         """
         ctx_k, ctx_v = self.context(hist_codes, hist_items)
-        h = self.decode(ctx_k, ctx_v, ctx_bias, target_codes[..., :-1])  # (B, W, L, C)
-        return [head(h[:, :, level]) for level, head in enumerate(self.heads)]
+        return self.decode(ctx_k, ctx_v, ctx_bias, target_codes[..., :-1])
 
-    def loss(
-        self,
-        hist_codes: Tensor,
-        hist_items: Tensor,
-        ctx_bias: Tensor,
-        target_codes: Tensor,
-        target_mask: Tensor,
-        label_smoothing: float = 0.0,
-    ) -> Tensor:
-        """Mean cross-entropy over levels and the real targets (target_mask (B, W))."""
-        logits = self(hist_codes, hist_items, ctx_bias, target_codes)
-        keep = target_mask.reshape(-1)
-        losses = [
-            F.cross_entropy(
-                lg.reshape(-1, lg.shape[-1])[keep],
-                target_codes[..., level].reshape(-1)[keep],
-                label_smoothing=label_smoothing,
-            )
-            for level, lg in enumerate(logits)
-        ]
-        return torch.stack(losses).mean()
+    def train_loss(self, batch: dict[str, Tensor], label_smoothing: float = 0.0) -> Tensor:
+        """Mean cross-entropy over levels for a batch of runs (see `pipeline.train.make_batch`)."""
+        bias = self.context.bias(batch["distance"], batch["valid"])
+        h = self(batch["hist_codes"], batch["hist_items"], bias, batch["target_codes"])
+        return self.heads.loss(h, batch["target_codes"], batch["target_mask"], label_smoothing)

@@ -111,20 +111,6 @@ def make_batch(
     }
 
 
-def batch_loss(
-    model: LazyDecoder, batch: dict[str, torch.Tensor], label_smoothing: float
-) -> torch.Tensor:
-    bias = model.context.bias(batch["distance"], batch["valid"])
-    return model.loss(
-        batch["hist_codes"],
-        batch["hist_items"],
-        bias,
-        batch["target_codes"],
-        batch["target_mask"],
-        label_smoothing,
-    )
-
-
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warm-up, then cosine decay to 10%."""
     if step < warmup:
@@ -200,11 +186,8 @@ def fit(
     trie = PrefixTrie.build(codes, model.cfg.codebook_sizes)
 
     def step_loss(run: Chunks) -> torch.Tensor:
-        return batch_loss(
-            model,
-            make_batch(split, run, codes_t, model.cfg.max_history, cfg.chunk_size),
-            cfg.label_smoothing,
-        )
+        batch = make_batch(split, run, codes_t, model.cfg.max_history, cfg.chunk_size)
+        return model.train_loss(batch, cfg.label_smoothing)
 
     def validate() -> dict[str, float]:
         rec = Recommender(model, codes, trie)

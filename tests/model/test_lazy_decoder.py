@@ -76,7 +76,8 @@ def test_training_lowers_the_loss(item_embeddings):
 
     def loss_fn():
         bias = model.context.window_bias(mask)
-        return model.loss(codes[items], items, bias, codes[target][:, None], mask[:, :1])
+        h = model(codes[items], items, bias, codes[target][:, None])
+        return model.heads.loss(h, codes[target][:, None], mask[:, :1])
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     first = loss_fn().item()

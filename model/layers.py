@@ -1,0 +1,108 @@
+"""Building blocks every generator shares: item and target-token embeddings, FFN, per-level heads."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.config import GeneratorConfig
+
+
+def init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+
+
+def level_offsets(sizes: tuple[int, ...]) -> Tensor:
+    """Start of each level's codes in one shared embedding table."""
+    return torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
+
+
+class ItemEmbedding(nn.Module):
+    """A history item = sum of its per-level code embeddings (+ its item-id embedding)."""
+
+    code_offsets: Tensor
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        C = cfg.d_model
+        self.register_buffer("code_offsets", level_offsets(cfg.codebook_sizes), persistent=False)
+        self.code_emb = nn.Embedding(sum(cfg.codebook_sizes), C)
+        self.item_emb = nn.Embedding(cfg.n_items, C) if cfg.item_embeddings else None
+
+    def forward(self, hist_codes: Tensor, hist_items: Tensor) -> Tensor:
+        """hist_codes (B, T, L), hist_items (B, T) → (B, T, C)."""
+        x = self.code_emb(hist_codes + self.code_offsets).sum(2)
+        return x if self.item_emb is None else x + self.item_emb(hist_items)
+
+
+class TargetEmbedding(nn.Module):
+    """Decoder input `[BOS, s_0, …, s_{t-1}]`: code embeddings plus a level embedding."""
+
+    tok_offsets: Tensor
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        C = cfg.d_model
+        self.register_buffer("tok_offsets", level_offsets(cfg.codebook_sizes), persistent=False)
+        self.bos = nn.Parameter(torch.zeros(C))
+        self.tok_emb = nn.Embedding(sum(cfg.codebook_sizes), C)
+        self.level_emb = nn.Embedding(cfg.n_levels, C)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens (B, W, t) → (B, W, t+1, C)."""
+        B, W, t = tokens.shape
+        x = self.tok_emb(tokens + self.tok_offsets[:t])  # (B, W, t, C)
+        x = torch.cat([self.bos.expand(B, W, 1, -1), x], dim=2)  # (B, W, t+1, C)
+        return x + self.level_emb.weight[: t + 1]
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, C: int, hidden: int) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(C, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, C, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class LevelHeads(nn.Module):
+    """One output head per semantic-ID level, after a final norm."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(cfg.d_model)
+        self.heads = nn.ModuleList(
+            nn.Linear(cfg.d_model, k, bias=False) for k in cfg.codebook_sizes
+        )
+
+    def log_probs(self, h: Tensor, level: int) -> Tensor:
+        """h (B, W, C) at the last position → log-probabilities (B, W, K_level)."""
+        return F.log_softmax(self.heads[level](self.norm(h)).float(), dim=-1)
+
+    def logits(self, h: Tensor) -> list[Tensor]:
+        """Teacher-forced h (B, W, L, C) → one (B, W, K_ℓ) tensor per level."""
+        h = self.norm(h)
+        return [head(h[:, :, level]) for level, head in enumerate(self.heads)]
+
+    def loss(
+        self, h: Tensor, target_codes: Tensor, target_mask: Tensor, label_smoothing: float = 0.0
+    ) -> Tensor:
+        """Mean cross-entropy over levels and real targets; target_codes (B, W, L), target_mask (B, W)."""
+        keep = target_mask.reshape(-1)
+        losses = [
+            F.cross_entropy(
+                lg.reshape(-1, lg.shape[-1])[keep],
+                target_codes[..., level].reshape(-1)[keep],
+                label_smoothing=label_smoothing,
+            )
+            for level, lg in enumerate(self.logits(h))
+        ]
+        return torch.stack(losses).mean()
