@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from safetensors.numpy import load_file as load_numpy
@@ -19,6 +19,7 @@ from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
 from model.config import GeneratorConfig
+from model.generators import build_generator
 from model.lazy_decoder import LazyDecoder
 from tokenizer.config import TokenizerConfig
 from tokenizer.semantic_ids import SemanticIds
@@ -147,7 +148,7 @@ def load_bundle(path: Path, verify: bool = True) -> Bundle:
     path = Path(path).resolve()
     manifest = read_manifest(path, verify)
     cfg = GeneratorConfig.from_dict(manifest["generator"])
-    model = LazyDecoder(cfg)
+    model = cast(LazyDecoder, build_generator(cfg))  # any architecture; serving uses the lazy one
     model.load_state_dict(load_torch(path / "model.safetensors"))
     model.eval()
     tok = manifest["tokenizer"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,7 @@ class GeneratorConfig:
     the named sizes below leave them empty and training fills them in.
     """
 
+    architecture: Literal["lazy", "naive", "encdec"] = "lazy"
     d_model: int = 128
     n_layers: int = 2
     n_heads: int = 4

@@ -106,3 +106,44 @@ class LevelHeads(nn.Module):
             for level, lg in enumerate(self.logits(h))
         ]
         return torch.stack(losses).mean()
+
+
+class SelfAttentionBlock(nn.Module):
+    """Pre-norm self-attention → FFN over (N, S, C), with an explicit K/V cache of earlier tokens.
+
+    The bias decides the pattern: causal for a decoder-only stack, padding-only for an encoder.
+    """
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        C, H, D = cfg.d_model, cfg.n_heads, cfg.head_dim
+        self.n_heads, self.head_dim, self.dropout = H, D, cfg.dropout
+        self.norm_attn, self.norm_ffn = nn.RMSNorm(C), nn.RMSNorm(C)
+        self.qkv = nn.Linear(C, 3 * H * D, bias=False)
+        self.out = nn.Linear(H * D, C, bias=False)
+        self.ffn = SwiGLU(C, cfg.ffn_mult * C)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x: Tensor, bias: Tensor, past_k: Tensor | None = None, past_v: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """x (N, S, C); bias (N, 1, S, P+S) over [past; x]; past_k/v (N, H, P, D) → x, k, v of x."""
+        N, S, _ = x.shape
+        qkv = self.qkv(self.norm_attn(x)).view(N, S, 3, self.n_heads, self.head_dim).transpose(1, 3)
+        q, k, v = qkv.unbind(2)  # each (N, H, S, D)
+        keys = k if past_k is None else torch.cat([past_k, k], dim=2)  # (N, H, P+S, D)
+        values = v if past_v is None else torch.cat([past_v, v], dim=2)
+        p = self.dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, dropout_p=p)
+        x = x + self.drop(self.out(a.transpose(1, 2).reshape(N, S, -1)))
+        return x + self.drop(self.ffn(self.norm_ffn(x))), k, v
+
+
+def padding_bias(mask: Tensor, causal: bool) -> Tensor:
+    """Left-padded mask (B, T) → bias (B, 1, T, T): padding keys hidden (a padding query sees
+    itself, so no row is empty), and with `causal`, future keys hidden too."""
+    T = mask.shape[1]
+    visible = mask[:, None, None, :] | torch.eye(T, dtype=torch.bool, device=mask.device)
+    if causal:
+        visible = visible & torch.ones(T, T, dtype=torch.bool, device=mask.device).tril()
+    return torch.zeros(visible.shape).masked_fill(~visible, float("-inf"))

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from model.bundle import Catalog, save_bundle
 from model.config import PRESETS, GeneratorConfig
+from model.generators import build_generator
 from model.lazy_decoder import LazyDecoder
 from model.recommender import Recommender, gather_windows
 from pipeline.datasets import Dataset
@@ -235,7 +236,10 @@ def train(
     x = item_embeddings(embedding, split, dataset.items, embedding_path, seed=cfg.seed)
     semantic_ids = fit_semantic_ids(x, tokenizer)
     log.info("tokenizer %s", json.dumps(semantic_ids.report))
-    model = LazyDecoder(generator.for_catalog(semantic_ids.codebook_sizes, seqs.n_items))
+    model = cast(
+        LazyDecoder,
+        build_generator(generator.for_catalog(semantic_ids.codebook_sizes, seqs.n_items)),
+    )
     log.info("model params=%d", sum(p.numel() for p in model.parameters()))
     started = time.monotonic()
     state, curve = fit(model, semantic_ids.codes, split, cfg)
