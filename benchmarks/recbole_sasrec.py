@@ -74,9 +74,10 @@ def main() -> None:
     targets = write_inputs(workdir, args.data_dir)
     runs = []
     for seed in args.seeds:
-        subprocess.run(
+        subprocess.run(  # cwd: RecBole writes its log folders there
             [str(python), str(ROOT / "benchmarks" / "recbole_runner.py"), str(workdir), str(seed)],
             check=True,
+            cwd=workdir,
         )
         r = json.loads((workdir / f"result-{seed}.json").read_text())
         mismatched = [

@@ -23,6 +23,7 @@ class TokenizerConfig:
     balanced: bool = True
     kmeans_iters: int = 20
     balance_iters: int = 5
+    rqvae_steps: int = 2000
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,6 +33,14 @@ class ResidualQuantizer:
         """Sum of the chosen centroids: reconstruction (N, D)."""
         return sum(cb[codes[:, level]] for level, cb in enumerate(self.codebooks))  # type: ignore[return-value]
 
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {f"codebook.{i}": cb for i, cb in enumerate(self.codebooks)}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, np.ndarray]) -> ResidualQuantizer:
+        n_levels = sum(1 for name in tensors if name.startswith("codebook."))
+        return cls([tensors[f"codebook.{i}"] for i in range(n_levels)])
+
 
 def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """(N, K) squared Euclidean distances, vectorised."""

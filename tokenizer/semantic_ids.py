@@ -10,6 +10,7 @@ from tokenizer.collisions import append_dedup_level, extend_unique
 from tokenizer.config import TokenizerConfig, derive_codebook_size
 from tokenizer.metrics import codebook_report
 from tokenizer.rq_kmeans import ResidualQuantizer, fit_rq_kmeans
+from tokenizer.rq_vae import RQVAEQuantizer, fit_rq_vae
 
 
 @dataclass
@@ -19,7 +20,7 @@ class SemanticIds:
     config: TokenizerConfig
     codebook_size: int
     dedup_size: int
-    quantizer: ResidualQuantizer
+    quantizer: ResidualQuantizer | RQVAEQuantizer
     codes: np.ndarray
     report: dict[str, object] = field(default_factory=dict)
 
@@ -36,16 +37,17 @@ class SemanticIds:
 
     def tensors(self) -> dict[str, np.ndarray]:
         """Arrays for the bundle (safetensors)."""
-        out = {f"codebook.{i}": cb for i, cb in enumerate(self.quantizer.codebooks)}
-        out["codes"] = self.codes
-        return out
+        return {**self.quantizer.tensors(), "codes": self.codes}
 
     @classmethod
     def from_tensors(
         cls, config: TokenizerConfig, meta: dict, tensors: dict[str, np.ndarray]
     ) -> SemanticIds:
-        n_levels = sum(1 for name in tensors if name.startswith("codebook."))
-        quantizer = ResidualQuantizer([tensors[f"codebook.{i}"] for i in range(n_levels)])
+        quantizer: ResidualQuantizer | RQVAEQuantizer
+        if config.kind == "rq-vae":
+            quantizer = RQVAEQuantizer.from_tensors(tensors)
+        else:
+            quantizer = ResidualQuantizer.from_tensors(tensors)
         return cls(
             config,
             int(meta["codebook_size"]),
@@ -68,9 +70,13 @@ def fit_semantic_ids(x: np.ndarray, config: TokenizerConfig) -> SemanticIds:
     """Embeddings (N, D) → unique semantic IDs, with the codebook report filled in."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     k = config.codebook_size or derive_codebook_size(len(x), config.n_levels)
-    if config.kind != "rq-kmeans":
+    quantizer: ResidualQuantizer | RQVAEQuantizer
+    if config.kind == "rq-kmeans":
+        quantizer, codes = fit_rq_kmeans(x, k, config)
+    elif config.kind == "rq-vae":
+        quantizer, codes = fit_rq_vae(x, k, config)
+    else:
         raise ValueError(f"unknown tokenizer kind {config.kind!r}")
-    quantizer, codes = fit_rq_kmeans(x, k, config)
     x_hat = quantizer.decode(codes)
     dedup = config.dedup_size or default_dedup_size(codes, k)
     # Within a shared code, the item the code reconstructs best keeps index 0.

@@ -77,3 +77,16 @@ def test_codebook_size_grows_with_the_catalog():
     assert derive_codebook_size(1682, 3) == 32
     assert derive_codebook_size(10, 3) == 8
     assert derive_codebook_size(10**9, 3) == 256
+
+
+def test_rq_vae_ids_are_unique_and_survive_a_save_load_round_trip():
+    from tokenizer.semantic_ids import SemanticIds
+
+    x = clustered_embeddings(200)
+    sid = fit_semantic_ids(x, TokenizerConfig(kind="rq-vae", codebook_size=8, rqvae_steps=200))
+    assert len(np.unique(sid.codes, axis=0)) == 200
+    assert 0.0 < sid.report["reconstruction_error"] < 1.0
+    again = SemanticIds.from_tensors(sid.config, sid.meta(), sid.tensors())
+    assert (again.quantizer.encode(x) == sid.quantizer.encode(x)).all()
+    new = again.extend(x[:5] + 1e-3)
+    assert len(np.unique(again.codes, axis=0)) == 205 and new.shape == (5, 4)
