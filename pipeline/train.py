@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -233,18 +234,10 @@ def train(
         len(seqs.items),
         len(split.train),
     )
-    x = item_embeddings(embedding, split, dataset.items, embedding_path, seed=cfg.seed)
-    semantic_ids = fit_semantic_ids(x, tokenizer)
-    log.info("tokenizer %s", json.dumps(semantic_ids.report))
-    model = cast(
-        LazyDecoder,
-        build_generator(generator.for_catalog(semantic_ids.codebook_sizes, seqs.n_items)),
+    trained = train_generator(
+        split, dataset.items, generator, tokenizer, cfg, embedding, embedding_path
     )
-    log.info("model params=%d", sum(p.numel() for p in model.parameters()))
-    started = time.monotonic()
-    state, curve = fit(model, semantic_ids.codes, split, cfg)
-    model.load_state_dict(state)
-    train_seconds = time.monotonic() - started
+    model, semantic_ids = trained.model, trained.semantic_ids
     metrics = test_metrics(model, semantic_ids, split, test_beam)
     log.info("test %s", json.dumps(metrics))
     return save_bundle(
@@ -256,10 +249,44 @@ def train(
         manifest={
             "data": dataset.spec,
             "embedding": embedding,
-            "training": {**asdict(cfg), "curve": curve, "seconds": round(train_seconds, 1)},
+            "training": {
+                **asdict(cfg),
+                "curve": trained.curve,
+                "seconds": round(trained.seconds, 1),
+            },
             "metrics": metrics,
         },
     )
+
+
+@dataclass
+class Trained:
+    model: LazyDecoder
+    semantic_ids: SemanticIds
+    curve: list[dict[str, Any]]
+    seconds: float
+
+
+def train_generator(
+    split: Split,
+    items: pd.DataFrame,
+    generator: GeneratorConfig,
+    tokenizer: TokenizerConfig,
+    cfg: TrainConfig,
+    embedding: EmbeddingKind = "collab",
+    embedding_path: Path | None = None,
+) -> Trained:
+    """Embeddings → semantic IDs → generator fitted on `split`, the best validation epoch kept."""
+    x = item_embeddings(embedding, split, items, embedding_path, seed=cfg.seed)
+    semantic_ids = fit_semantic_ids(x, tokenizer)
+    log.info("tokenizer %s", json.dumps(semantic_ids.report))
+    config = generator.for_catalog(semantic_ids.codebook_sizes, split.sequences.n_items)
+    model = cast(LazyDecoder, build_generator(config))
+    log.info("model params=%d", sum(p.numel() for p in model.parameters()))
+    started = time.monotonic()
+    state, curve = fit(model, semantic_ids.codes, split, cfg)
+    model.load_state_dict(state)
+    return Trained(model.eval(), semantic_ids, curve, time.monotonic() - started)
 
 
 def test_metrics(
