@@ -1,0 +1,138 @@
+"""Shared plumbing for the quality benchmarks: the ml-100k split, one genrec or SASRec run, tables."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))
+
+from model.config import PRESETS, GeneratorConfig  # noqa: E402
+from model.recommender import Recommender  # noqa: E402
+from model.sasrec import SASRecConfig  # noqa: E402
+from pipeline.baselines import sasrec_ranker, train_sasrec  # noqa: E402
+from pipeline.datasets import Dataset, load_builtin  # noqa: E402
+from pipeline.evaluate import evaluate_ranker, generator_ranker, popularity_ranker  # noqa: E402
+from pipeline.split import Split, build_sequences, leave_one_out  # noqa: E402
+from pipeline.train import TrainConfig, train_generator  # noqa: E402
+from tokenizer.config import TokenizerConfig  # noqa: E402
+
+METRICS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)]
+
+
+def ml100k(data_dir: Path) -> tuple[Dataset, Split]:
+    dataset = load_builtin("ml-100k", data_dir)
+    return dataset, leave_one_out(build_sequences(dataset))
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def run_genrec(
+    dataset: Dataset,
+    split: Split,
+    *,
+    seed: int,
+    generator: GeneratorConfig | None = None,
+    tokenizer: TokenizerConfig | None = None,
+    train: TrainConfig | None = None,
+    embedding: str = "collab",
+    beam: int = 64,
+    beams: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """Train one genrec model; validation and test metrics at `beam`, and at each of `beams`."""
+    generator = generator or PRESETS["small"]()
+    tokenizer = replace(tokenizer or TokenizerConfig(), seed=seed)
+    train = replace(train or TrainConfig(), seed=seed)
+    trained = train_generator(split, dataset.items, generator, tokenizer, train, embedding)  # type: ignore[arg-type]
+    rec = Recommender(trained.model, trained.semantic_ids.codes)
+    out: dict[str, Any] = {
+        "seed": seed,
+        "train_seconds": round(trained.seconds, 1),
+        "epochs": len(trained.curve),
+        "params": sum(p.numel() for p in trained.model.parameters()),
+        "tokenizer": trained.semantic_ids.report,
+        "curve": trained.curve,
+        "valid": evaluate_ranker(generator_ranker(rec, beam), split, split.valid),
+        "test": evaluate_ranker(generator_ranker(rec, beam), split, split.test),
+    }
+    if beams:
+        out["beam_curve"] = {}
+        for w in beams:
+            started = time.monotonic()
+            test = evaluate_ranker(generator_ranker(rec, w), split, split.test)
+            out["beam_curve"][w] = {
+                "valid_ndcg@10": evaluate_ranker(generator_ranker(rec, w), split, split.valid)[
+                    "ndcg@10"
+                ],
+                "test": test,
+                "test_seconds": round(time.monotonic() - started, 2),
+            }
+    return out
+
+
+def run_sasrec(
+    split: Split, *, seed: int, config: dict[str, Any], train: TrainConfig
+) -> dict[str, Any]:
+    cfg = SASRecConfig(n_items=split.sequences.n_items, **config)
+    started = time.monotonic()
+    model, curve = train_sasrec(split, cfg, replace(train, seed=seed))
+    return {
+        "seed": seed,
+        "train_seconds": round(time.monotonic() - started, 1),
+        "epochs": len(curve),
+        "config": cfg.to_dict(),
+        "curve": curve,
+        "valid": evaluate_ranker(sasrec_ranker(model), split, split.valid),
+        "test": evaluate_ranker(sasrec_ranker(model), split, split.test),
+    }
+
+
+def run_pop(split: Split) -> dict[str, Any]:
+    rank = popularity_ranker(split.popularity())
+    return {
+        "valid": evaluate_ranker(rank, split, split.valid),
+        "test": evaluate_ranker(rank, split, split.test),
+    }
+
+
+def mean_std(runs: list[dict[str, float]]) -> dict[str, list[float]]:
+    return {
+        m: [float(np.mean([r[m] for r in runs])), float(np.std([r[m] for r in runs]))]
+        for m in runs[0]
+    }
+
+
+def fmt(ms: list[float] | float) -> str:
+    return f"{ms[0]:.4f} ± {ms[1]:.4f}" if isinstance(ms, list) else f"{ms:.4f}"
+
+
+def write(name: str, data: dict[str, Any], markdown: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1, default=_json_default))
+    (RESULTS / f"{name}.md").write_text(markdown)
+    print(markdown)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "__dataclass_fields__"):
+        return asdict(o)
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(type(o))
