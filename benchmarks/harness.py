@@ -55,6 +55,7 @@ def run_genrec(
     embedding: str = "collab",
     beam: int = 64,
     beams: tuple[int, ...] = (),
+    keep_model: bool = False,
 ) -> dict[str, Any]:
     """Train one genrec model; validation and test metrics at `beam`, and at each of `beams`."""
     generator = generator or PRESETS["small"]()
@@ -84,6 +85,8 @@ def run_genrec(
                 "test": test,
                 "test_seconds": round(time.monotonic() - started, 2),
             }
+    if keep_model:
+        out["model"], out["codes"] = trained.model, trained.semantic_ids.codes
     return out
 
 
