@@ -24,6 +24,12 @@ class GeneratorConfig:
     max_history: int = 50
     dropout: float = 0.1
     item_embeddings: bool = True
+    dense_weight: float = (
+        0.0  # > 0 adds a dense item head (LIGER-style), trained with this loss weight
+    )
+    dense_alpha: float = (
+        0.0  # weight of the dense score when re-ranking the beam; tuned on validation
+    )
     codebook_sizes: tuple[int, ...] = field(default_factory=tuple)
     n_items: int = 0
 

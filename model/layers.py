@@ -108,6 +108,21 @@ class LevelHeads(nn.Module):
         return torch.stack(losses).mean()
 
 
+class DenseHead(nn.Module):
+    """Scores every catalog item from the decoder's BOS state: a dense retrieval head trained
+    beside the generator (LIGER) whose scores re-rank the generated candidates."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.item_out = nn.Embedding(cfg.n_items, cfg.d_model)
+
+    def logits(self, h: Tensor) -> Tensor:
+        """h (..., C) → (..., N)."""
+        return self.proj(self.norm(h)) @ self.item_out.weight.T
+
+
 class SelfAttentionBlock(nn.Module):
     """Pre-norm self-attention → FFN over (N, S, C), with an explicit K/V cache of earlier tokens.
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import GeneratorConfig
-from model.layers import ItemEmbedding, LevelHeads, SwiGLU, TargetEmbedding, init_weights
+from model.layers import DenseHead, ItemEmbedding, LevelHeads, SwiGLU, TargetEmbedding, init_weights
 
 
 class ContextProcessor(nn.Module):
@@ -128,6 +128,7 @@ class LazyDecoder(nn.Module):
         self.targets = TargetEmbedding(cfg)
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         self.heads = LevelHeads(cfg)
+        self.dense = DenseHead(cfg) if cfg.dense_weight > 0 else None
         self.apply(init_weights)
         nn.init.normal_(self.targets.bos, std=0.02)
 
@@ -166,4 +167,16 @@ class LazyDecoder(nn.Module):
         """Mean cross-entropy over levels for a batch of runs (see `pipeline.train.make_batch`)."""
         bias = self.context.bias(batch["distance"], batch["valid"])
         h = self(batch["hist_codes"], batch["hist_items"], bias, batch["target_codes"])
-        return self.heads.loss(h, batch["target_codes"], batch["target_mask"], label_smoothing)
+        loss = self.heads.loss(h, batch["target_codes"], batch["target_mask"], label_smoothing)
+        if self.dense is None:
+            return loss
+        keep = batch["target_mask"]
+        dense = F.cross_entropy(self.dense.logits(h[:, :, 0][keep]), batch["target_items"][keep])
+        return loss + self.cfg.dense_weight * dense
+
+    def dense_log_probs(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor) -> Tensor:
+        """Dense scores of every item (B, N) from the BOS state (only with a dense head)."""
+        assert self.dense is not None
+        B = ctx_k.shape[0]
+        h0 = self.decode(ctx_k, ctx_v, ctx_bias, torch.zeros(B, 1, 0, dtype=torch.long))[:, 0, 0]
+        return F.log_softmax(self.dense.logits(h0).float(), dim=-1)

@@ -43,6 +43,14 @@ def pad_rows(rows: list[np.ndarray], fill: int = -1) -> Tensor:
     return torch.from_numpy(out)
 
 
+def rerank(state: BeamState, bonus: Tensor, alpha: float) -> BeamState:
+    """Final beams re-ordered by log-prob + alpha · bonus (B, W); empty beams stay last."""
+    scores = state.scores + alpha * bonus  # −inf stays −inf
+    scores, order = scores.sort(dim=1, descending=True)
+    tokens = state.tokens.gather(1, order[..., None].expand_as(state.tokens))
+    return BeamState(tokens, state.nodes.gather(1, order), scores)
+
+
 @dataclass
 class Recommendations:
     """Top-k per request: items (B, k) indices (−1 where fewer exist), scores (B, k), codes (B, k, L)."""
@@ -90,7 +98,12 @@ class Recommender:
             return self.model.step(ctx_k, ctx_v, ctx_bias, tokens)
 
         seen = pad_rows(exclude) if exclude is not None else None
-        return beam_search(step, self.trie, widths, len(histories), seen)
+        state = beam_search(step, self.trie, widths, len(histories), seen)
+        alpha = self.model.cfg.dense_alpha
+        if alpha and getattr(self.model, "dense", None) is not None:
+            dense = self.model.dense_log_probs(ctx_k, ctx_v, ctx_bias)  # (B, N)
+            state = rerank(state, dense.gather(1, state.nodes.clamp(min=0)), alpha)
+        return state
 
     def recommend(
         self, histories: list[np.ndarray], k: int, beam_width: int, exclude_seen: bool = True

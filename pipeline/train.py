@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -109,6 +109,7 @@ def make_batch(
             np.broadcast_to(valid_np[:, None, :], (len(chunks), size, T)).copy()
         ),
         "target_codes": codes[torch.from_numpy(flat[target_pos])],  # (B, W, L)
+        "target_items": torch.from_numpy(flat[target_pos]),  # (B, W)
         "target_mask": torch.from_numpy(target_mask),  # (B, W)
     }
 
@@ -286,7 +287,28 @@ def train_generator(
     started = time.monotonic()
     state, curve = fit(model, semantic_ids.codes, split, cfg)
     model.load_state_dict(state)
+    if model.dense is not None:
+        tune_dense_alpha(model.eval(), semantic_ids.codes, split, cfg.eval_beam)
     return Trained(model.eval(), semantic_ids, curve, time.monotonic() - started)
+
+
+def tune_dense_alpha(
+    model: LazyDecoder,
+    codes: np.ndarray,
+    split: Split,
+    beam: int,
+    grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0),
+) -> float:
+    """Pick the weight of the dense head in the final re-ranking on validation NDCG@10."""
+    scores = {}
+    for alpha in grid:
+        model.cfg = replace(model.cfg, dense_alpha=alpha)
+        rec = Recommender(model, codes)
+        scores[alpha] = evaluate_ranker(generator_ranker(rec, beam), split, split.valid)["ndcg@10"]
+    best = max(scores, key=lambda a: scores[a])
+    model.cfg = replace(model.cfg, dense_alpha=best)
+    log.info("dense_alpha %s chosen=%s", json.dumps(scores), best)
+    return best
 
 
 def test_metrics(
