@@ -8,8 +8,8 @@ from torch import Tensor, nn
 
 from model.config import GeneratorConfig
 from model.layers import (
-    ItemEmbedding,
     LevelHeads,
+    PositionalHistory,
     SelfAttentionBlock,
     TargetEmbedding,
     init_weights,
@@ -23,8 +23,7 @@ class EncoderDecoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         C, Hkv, D = cfg.d_model, cfg.n_kv_heads, cfg.head_dim
-        self.items = ItemEmbedding(cfg)
-        self.pos_emb = nn.Embedding(cfg.max_history, C)
+        self.history = PositionalHistory(cfg)
         self.encoder = nn.ModuleList(SelfAttentionBlock(cfg) for _ in range(cfg.n_layers))
         self.enc_norm = nn.RMSNorm(C)
         self.to_kv = nn.ModuleList(
@@ -33,7 +32,6 @@ class EncoderDecoder(nn.Module):
         self.targets = TargetEmbedding(cfg)
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         self.heads = LevelHeads(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
         self.apply(init_weights)
 
     def encode_context(
@@ -41,8 +39,7 @@ class EncoderDecoder(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Encoder output → per-layer cross K/V (B, layers, Hkv, T, D) and a padding bias (B, 1, 1, T)."""
         B, T = hist_items.shape
-        positions = torch.arange(T - 1, -1, -1, device=hist_items.device)
-        x = self.drop(self.items(hist_codes, hist_items) + self.pos_emb(positions))
+        x = self.history(hist_codes, hist_items)
         bias = padding_bias(hist_mask, causal=False)
         for block in self.encoder:
             x, _, _ = block(x, bias)

@@ -41,6 +41,22 @@ class ItemEmbedding(nn.Module):
         return x if self.item_emb is None else x + self.item_emb(hist_items)
 
 
+class PositionalHistory(nn.Module):
+    """Item embeddings plus a recency position (newest = 0), for stacks that attend over the
+    history themselves (naive decoder-only, encoder-decoder); the lazy decoder uses a bias."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.items = ItemEmbedding(cfg)
+        self.pos_emb = nn.Embedding(cfg.max_history, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, hist_codes: Tensor, hist_items: Tensor) -> Tensor:
+        T = hist_items.shape[1]
+        positions = torch.arange(T - 1, -1, -1, device=hist_items.device)  # (T,)
+        return self.drop(self.items(hist_codes, hist_items) + self.pos_emb(positions))
+
+
 class TargetEmbedding(nn.Module):
     """Decoder input `[BOS, s_0, …, s_{t-1}]`: code embeddings plus a level embedding."""
 

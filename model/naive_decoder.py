@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from model.config import GeneratorConfig
 from model.layers import (
-    ItemEmbedding,
     LevelHeads,
+    PositionalHistory,
     SelfAttentionBlock,
     TargetEmbedding,
     init_weights,
@@ -24,24 +24,17 @@ class NaiveDecoder(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.items = ItemEmbedding(cfg)
-        self.pos_emb = nn.Embedding(cfg.max_history, cfg.d_model)
+        self.history = PositionalHistory(cfg)
         self.targets = TargetEmbedding(cfg)
         self.blocks = nn.ModuleList(SelfAttentionBlock(cfg) for _ in range(cfg.n_layers))
         self.heads = LevelHeads(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
         self.apply(init_weights)
-
-    def _history(self, hist_codes: Tensor, hist_items: Tensor) -> Tensor:
-        T = hist_items.shape[1]
-        positions = torch.arange(T - 1, -1, -1, device=hist_items.device)  # recency, newest = 0
-        return self.drop(self.items(hist_codes, hist_items) + self.pos_emb(positions))
 
     def encode_context(
         self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """History through the causal stack → per-layer K/V (B, layers, H, T, D) and a padding bias."""
-        x = self._history(hist_codes, hist_items)
+        x = self.history(hist_codes, hist_items)
         bias = padding_bias(hist_mask, causal=True)
         ks, vs = [], []
         for block in self.blocks:
@@ -79,7 +72,7 @@ class NaiveDecoder(nn.Module):
         targets = batch["target_codes"]  # (B, 1, L)
         x = torch.cat(
             [
-                self._history(batch["hist_codes"], batch["hist_items"]),
+                self.history(batch["hist_codes"], batch["hist_items"]),
                 self.targets(targets[..., :-1])[:, 0],
             ],
             dim=1,
