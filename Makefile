@@ -13,7 +13,7 @@ PORT ?= 8000
 API_KEY ?= demo-key-change-me
 export GENREC_DATA_DIR ?= data
 
-.PHONY: install demo train serve test lint bench-quality clean
+.PHONY: install demo train serve test lint bench-quality bench-studies clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Quality table (genrec vs popularity vs SASRec, 3 seeds): about 1.5 hours on 2 cores.
+bench-quality: install
+	test -f benchmarks/results/sasrec_tuning.json || $(BIN)/python benchmarks/sasrec_tuning.py
+	$(BIN)/python benchmarks/recbole_sasrec.py
+	$(BIN)/python benchmarks/quality.py
+
+# Tokenizer and generator-architecture studies (1 seed each).
+bench-studies: install
+	$(BIN)/python benchmarks/tokenizer.py
+	$(BIN)/python benchmarks/generator.py
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache
