@@ -1,28 +1,17 @@
 """The bundle store: versions are immutable, `current` switches atomically, crashes leave it intact."""
 
 import os
-import shutil
 
 import pytest
 
 from model.bundle import BundleError, load_bundle, read_manifest
 from pipeline.publish import BundleStore, StoreBusy
+from tests.bundles import copy_as_version
 
 
 @pytest.fixture
 def store(tmp_path):
     return BundleStore(tmp_path / "store")
-
-
-def copy_as_version(bundle, folder, version):
-    """A copy of `bundle` whose manifest says `version` (checksums stay valid)."""
-    import json
-
-    shutil.copytree(bundle, folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["version"] = version
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
 
 
 def test_publish_adds_a_version_and_points_current_at_it(store, tiny_bundle):
