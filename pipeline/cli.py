@@ -102,11 +102,11 @@ def train(
     cfg = TrainConfig(seed=seed, max_minutes=max_minutes)
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
-    bundles = BundleStore(store) if store else None
-    with bundles.lock() if bundles and distributed.is_main() else nullcontext():
+    bundles = BundleStore(store) if store and distributed.is_main() else None
+    with bundles.lock() if bundles else nullcontext():
         path = run(
             data,
-            bundles.staging() if bundles else out,  # type: ignore[arg-type]
+            bundles.staging() if bundles else (out or store),  # type: ignore[arg-type]
             generator=PRESETS[preset](),
             cfg=cfg,
             embedding=embedding,  # type: ignore[arg-type]
