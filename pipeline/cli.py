@@ -34,6 +34,7 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried
 
 
 @data_app.command("fetch")

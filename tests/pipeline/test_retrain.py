@@ -182,3 +182,18 @@ def test_events_are_read_after_the_checkpoint_up_to_the_head_at_start(client, em
     batch = read_events(client, KEY, after=ids[0], page=1)
     assert batch.frame["user_id"].tolist() == ["b", "c"] and batch.last_id == ids[-1]
     assert read_events(client, KEY, after=ids[-1]).frame.empty
+
+
+def test_evaluate_scores_a_retrained_bundle_on_its_data_plus_events(
+    store, client, embedded_redis, tiny_bundle
+):
+    from pipeline.evaluate import evaluate_bundle
+
+    post_events(embedded_redis.socket, new_events())
+    result = run(store, client, tiny_bundle)
+    scores = evaluate_bundle(store.current, tiny_bundle.parent, beam_width=32)
+    assert scores["bundle"] == result.summary["version"]
+    assert scores["users"] == 150 + 1  # "stranger" has 3 items: evaluable; "stranger2" has 1
+    assert scores["ndcg@10"] == pytest.approx(
+        result.summary["metrics"]["candidate"]["ndcg@10"], abs=1e-9
+    )
