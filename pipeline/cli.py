@@ -221,9 +221,15 @@ def retrain(
         keep_versions=keep,
         redis_prefix=redis_prefix,
     )
+    from model.bundle import BundleError
+    from pipeline.publish import StoreBusy
+
     client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
     try:
         result = run(BundleStore(store), client, data_dir, cfg)
+    except (StoreBusy, BundleError) as e:
+        typer.echo(f"genrec retrain: {e}", err=True)
+        raise typer.Exit(1) from e
     finally:
         client.close()
     typer.echo(json.dumps({"status": result.status, **result.summary}, indent=1, default=str))

@@ -14,22 +14,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.split import Split
-
-
-def training_matrix(split: Split) -> sp.csr_matrix:
-    """Binary users × items matrix of the training positions."""
-    seqs = split.sequences
-    lengths = seqs.lengths
-    pos = np.arange(len(seqs.items)) - np.repeat(seqs.offsets[:-1], lengths)
-    keep = pos < np.repeat(split.train_end(), lengths)
-    users = np.repeat(np.arange(len(seqs.user_ids)), lengths)[keep]
-    x = sp.csr_matrix(
-        (np.ones(int(keep.sum())), (users, seqs.items[keep])),
-        shape=(len(seqs.user_ids), seqs.n_items),
-    )
-    x.data[:] = 1.0
-    return x
+from pipeline.split import Split, training_matrix
 
 
 def fold_in(split: Split, known: np.ndarray, new_items: np.ndarray) -> np.ndarray:
