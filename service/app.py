@@ -9,12 +9,13 @@ from contextlib import asynccontextmanager
 import torch
 from fastapi import FastAPI
 
-from model.bundle import load_bundle
+from model.bundle import Bundle, load_bundle
 from service.batcher import MicroBatcher
 from service.engine import Engine, run_jobs
 from service.errors import install_handlers
+from service.reloader import Reloader
 from service.request_guard import RequestGuard
-from service.routes import events, health, recommend, users
+from service.routes import admin, events, health, recommend, users
 from service.settings import Settings, get_settings
 from service.store import EmbeddedRedis, HistoryStore, connect
 
@@ -26,8 +27,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     s: Settings = app.state.settings
     if s.torch_threads:
         torch.set_num_threads(s.torch_threads)
+
+    def make_engine(bundle: Bundle) -> Engine:
+        return Engine(bundle, s.default_beam_width, s.max_beam_width)
+
     bundle = load_bundle(s.bundle)
-    app.state.engine = Engine(bundle, s.default_beam_width, s.max_beam_width)
+    app.state.engine = make_engine(bundle)
     log.info(
         "bundle_loaded version=%s items=%d path=%s",
         bundle.version,
@@ -46,9 +51,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
     app.state.batcher = batcher = MicroBatcher(run_jobs, s.batch_max_size, s.batch_max_wait_ms)
     batcher.start()
+    app.state.reloader = reloader = Reloader(
+        app.state, s.bundle, make_engine, store if s.seed_histories else None
+    )
+    if s.reload_poll_s:
+        reloader.start_polling(s.reload_poll_s)
     try:
         yield
     finally:
+        await reloader.stop()
         await batcher.stop()
         await client.aclose()
         if server:
@@ -64,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     install_handlers(app)
-    for module in (recommend, events, users, health):
+    for module in (recommend, events, users, health, admin):
         app.include_router(module.router)
     app.add_middleware(RequestGuard, max_bytes=app.state.settings.max_body_bytes)
     return app

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request
 from service.batcher import MicroBatcher
 from service.engine import Engine, Job, Scored
 from service.errors import Unauthorized, Unavailable
+from service.reloader import Reloader
 from service.settings import Settings
 from service.store import HistoryStore
 
@@ -33,10 +34,15 @@ def get_batcher(request: Request) -> MicroBatcher[Job, list[Scored]]:
     return request.app.state.batcher
 
 
+def get_reloader(request: Request) -> Reloader:
+    return request.app.state.reloader
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StoreDep = Annotated[HistoryStore, Depends(get_store)]
 BatcherDep = Annotated[MicroBatcher[Job, list[Scored]], Depends(get_batcher)]
+ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 
 
 def require_api_key(
