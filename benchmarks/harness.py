@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
-from model.config import PRESETS, GeneratorConfig  # noqa: E402
+from model.config import GeneratorConfig, generator_small  # noqa: E402
 from model.recommender import Recommender  # noqa: E402
 from model.sasrec import SASRecConfig  # noqa: E402
 from pipeline.baselines import sasrec_ranker, train_sasrec  # noqa: E402
@@ -58,7 +58,7 @@ def run_genrec(
     keep_model: bool = False,
 ) -> dict[str, Any]:
     """Train one genrec model; validation and test metrics at `beam`, and at each of `beams`."""
-    generator = generator or PRESETS["small"]()
+    generator = generator or generator_small()
     tokenizer = replace(tokenizer or TokenizerConfig(), seed=seed)
     train = replace(train or TrainConfig(), seed=seed)
     trained = train_generator(split, dataset.items, generator, tokenizer, train, embedding)  # type: ignore[arg-type]

@@ -79,6 +79,3 @@ def generator_small() -> GeneratorConfig:
 
 def generator_base() -> GeneratorConfig:
     return generator(256, 4, 8, 2)
-
-
-PRESETS = {"tiny": generator_tiny, "small": generator_small, "base": generator_base}

@@ -64,8 +64,15 @@ def train(
         Path | None, typer.Option(help="CSV/Parquet: user_id,item_id,timestamp.")
     ] = None,
     items: Annotated[Path | None, typer.Option(help="CSV/Parquet: item_id,title,…")] = None,
-    preset: Annotated[str, typer.Option(help="Generator size: tiny, small, base.")] = "small",
-    embedding: Annotated[str, typer.Option(help="collab, text, hybrid or file.")] = "collab",
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Recipe: demo (≈5 min on 2 cores), best (longer, see README), tiny (tests)."
+        ),
+    ] = "demo",
+    embedding: Annotated[
+        str | None, typer.Option(help="collab, text, hybrid or file (default: the preset's).")
+    ] = None,
     embedding_path: Annotated[
         Path | None, typer.Option(help="Matrix for --embedding file.")
     ] = None,
@@ -86,13 +93,11 @@ def train(
     """
     from contextlib import nullcontext
 
-    from model.config import PRESETS
     from pipeline import distributed
     from pipeline.datasets import load_builtin, load_files
+    from pipeline.presets import PRESETS
     from pipeline.publish import BundleStore
-    from pipeline.train import TrainConfig
     from pipeline.train import train as run
-    from tokenizer.config import TokenizerConfig
 
     if (dataset is None) == (interactions is None):
         raise typer.BadParameter("give exactly one of --dataset or --interactions")
@@ -104,18 +109,22 @@ def train(
     if preset not in PRESETS:
         raise typer.BadParameter(f"--preset must be one of {sorted(PRESETS)}")
     data = load_builtin(dataset, data_dir) if dataset else load_files(interactions, items)  # type: ignore[arg-type]
-    cfg = TrainConfig(seed=seed, max_minutes=max_minutes)
+    recipe = PRESETS[preset]()
+    cfg = replace(recipe.train, seed=seed, max_minutes=max_minutes)
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
+    tokenizer = replace(recipe.tokenizer, seed=seed)
+    if codebook_size is not None:
+        tokenizer = replace(tokenizer, codebook_size=codebook_size)
     bundles = BundleStore(store) if store and distributed.is_main() else None
     with bundles.lock() if bundles else nullcontext():
         path = run(
             data,
             bundles.staging() if bundles else (out or store),  # type: ignore[arg-type]
-            generator=PRESETS[preset](),
+            generator=recipe.generator,
             cfg=cfg,
-            embedding=embedding,  # type: ignore[arg-type]
-            tokenizer=TokenizerConfig(codebook_size=codebook_size, seed=seed),
+            embedding=embedding or recipe.embedding,  # type: ignore[arg-type]
+            tokenizer=tokenizer,
             embedding_path=embedding_path,
         )
         if distributed.is_main():

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from model.bundle import Catalog, save_bundle
-from model.config import PRESETS, GeneratorConfig
+from model.config import GeneratorConfig, generator_small
 from model.generators import build_generator
 from model.lazy_decoder import LazyDecoder
 from model.recommender import Recommender, gather_windows
@@ -241,7 +241,7 @@ def train(
     test_beam: int = 64,
 ) -> Path:
     """The whole offline job; writes a bundle to `out` and returns its path."""
-    generator = generator or PRESETS["small"]()
+    generator = generator or generator_small()
     tokenizer = tokenizer or TokenizerConfig(seed=(cfg or TrainConfig()).seed)
     cfg = cfg or TrainConfig()
     log.info(
