@@ -11,10 +11,13 @@ from fastapi import FastAPI
 
 from model.bundle import load_bundle
 from service.batcher import MicroBatcher
-from service.engine import Engine, run_jobs
+from service.beam_controller import BeamController, ControllerConfig
+from service.engine import build_engine, run_jobs
 from service.errors import install_handlers
+from service.metrics import Metrics, MetricsMiddleware
 from service.request_guard import RequestGuard
-from service.routes import events, health, recommend, users
+from service.result_cache import ResultCache
+from service.routes import events, health, metrics, recommend, users
 from service.settings import Settings, get_settings
 from service.store import EmbeddedRedis, HistoryStore, connect
 
@@ -27,7 +30,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if s.torch_threads:
         torch.set_num_threads(s.torch_threads)
     bundle = load_bundle(s.bundle)
-    app.state.engine = Engine(bundle, s.default_beam_width, s.max_beam_width)
+    app.state.engine = build_engine(bundle, s)
+    app.state.metrics.set_model(bundle.version)
     log.info(
         "bundle_loaded version=%s items=%d path=%s",
         bundle.version,
@@ -44,7 +48,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.warning(
                 "seed_histories_failed: the store is unreachable; continuing", exc_info=True
             )
-    app.state.batcher = batcher = MicroBatcher(run_jobs, s.batch_max_size, s.batch_max_wait_ms)
+    app.state.cache = ResultCache(client, s.redis_prefix, s.cache_ttl_s, app.state.metrics)
+    app.state.beam_controller = controller = BeamController(
+        ControllerConfig(
+            base_width=s.default_beam_width,
+            min_width=min(s.min_beam_width, s.default_beam_width),
+            slo_s=s.latency_slo_ms / 1000,
+            enabled=s.dynamic_beam,
+        )
+    )
+    app.state.batcher = batcher = MicroBatcher(
+        run_jobs,
+        s.batch_max_size,
+        s.batch_max_wait_ms,
+        s.queue_max,
+        controller,
+        app.state.metrics.batch,
+    )
+    app.state.metrics.watch_queue(lambda: batcher.depth, lambda: batcher.in_flight)
     batcher.start()
     try:
         yield
@@ -63,8 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or get_settings()
+    app.state.metrics = Metrics()  # per app: tests run several apps in one process
     install_handlers(app)
-    for module in (recommend, events, users, health):
+    for module in (recommend, events, users, health, metrics):
         app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # inside the guard
     app.add_middleware(RequestGuard, max_bytes=app.state.settings.max_body_bytes)
     return app

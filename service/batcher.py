@@ -1,16 +1,23 @@
 """Micro-batching: concurrent requests wait at most a few ms and are decoded together.
 
 The event loop only enqueues; one worker thread runs the model, so inference never blocks
-the loop and batches never compete with each other for the two cores.
+the loop and batches never compete with each other for the two cores. Everything is
+bounded: the wait (`max_wait_ms`), the batch (`max_size`) and the queue (`max_queue`; past
+it a request is shed with 503 at once instead of waiting behind work it cannot outrun).
+The scheduler also picks each batch's beam width from the load (see `beam_controller`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from service.errors import Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -18,16 +25,52 @@ Q = TypeVar("Q")
 R = TypeVar("R")
 
 
+class WidthPolicy(Protocol):
+    def width(self, pending: int) -> int: ...
+
+    def observe(self, requests: int, width: int, seconds: float) -> None: ...
+
+
+class FixedWidth:
+    """The static beam: always `base_width`."""
+
+    def __init__(self, base_width: int) -> None:
+        self.base_width = base_width
+
+    def width(self, pending: int) -> int:
+        return self.base_width
+
+    def observe(self, requests: int, width: int, seconds: float) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    size: int
+    width: int
+    seconds: float
+    queued: int  # still waiting when the batch started
+
+
 class MicroBatcher(Generic[Q, R]):
-    """Collects queries for up to `max_wait_ms` (or `max_size` of them), then runs them as one batch."""
+    """Collects queries for up to `max_wait_ms` (or `max_size` of them), then runs them as one
+    batch: `run(queries, width)` in the worker thread, with `width` from `policy`."""
 
     def __init__(
-        self, run: Callable[[list[Q]], list[R]], max_size: int, max_wait_ms: float
+        self,
+        run: Callable[[list[Q], int], list[R]],
+        max_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        policy: WidthPolicy,
+        on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
         self.run, self.max_size, self.max_wait = run, max_size, max_wait_ms / 1000
-        self.queue: asyncio.Queue[tuple[Q, asyncio.Future[R]]] = asyncio.Queue()
+        self.policy, self.on_batch = policy, on_batch
+        self.queue: asyncio.Queue[tuple[Q, asyncio.Future[R]]] = asyncio.Queue(max_queue)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genrec-model")
         self.task: asyncio.Task[None] | None = None
+        self.in_flight = 0
 
     @property
     def depth(self) -> int:
@@ -44,7 +87,12 @@ class MicroBatcher(Generic[Q, R]):
 
     async def submit(self, query: Q) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self.queue.put((query, future))
+        try:
+            self.queue.put_nowait((query, future))
+        except asyncio.QueueFull:
+            raise Overloaded(
+                f"the server is overloaded ({self.queue.maxsize} requests waiting); retry shortly"
+            ) from None
         return await future
 
     async def _collect(self) -> list[tuple[Q, asyncio.Future[R]]]:
@@ -52,6 +100,9 @@ class MicroBatcher(Generic[Q, R]):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
         while len(batch) < self.max_size:
+            if not self.queue.empty():  # take what is already there without waiting
+                batch.append(self.queue.get_nowait())
+                continue
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -61,6 +112,11 @@ class MicroBatcher(Generic[Q, R]):
                 break
         return batch
 
+    def _timed_run(self, queries: list[Q], width: int) -> tuple[list[R], float]:
+        start = time.perf_counter()
+        results = self.run(queries, width)
+        return results, time.perf_counter() - start
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -68,14 +124,24 @@ class MicroBatcher(Generic[Q, R]):
             live = [(q, f) for q, f in batch if not f.cancelled()]
             if not live:
                 continue
+            queued = self.queue.qsize()
+            width = self.policy.width(len(live) + queued)
+            self.in_flight = len(live)
             try:
-                results = await loop.run_in_executor(self.executor, self.run, [q for q, _ in live])
+                results, seconds = await loop.run_in_executor(
+                    self.executor, self._timed_run, [q for q, _ in live], width
+                )
             except Exception as e:  # one bad batch must not kill the loop
                 log.exception("batch_failed size=%d", len(live))
                 for _, f in live:
                     if not f.done():
                         f.set_exception(e)
                 continue
+            finally:
+                self.in_flight = 0
+            self.policy.observe(len(live), width, seconds)
+            if self.on_batch:
+                self.on_batch(BatchStats(len(live), width, seconds, queued))
             for (_, f), r in zip(live, results, strict=True):
                 if not f.done():
                     f.set_result(r)

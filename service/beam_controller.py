@@ -1,0 +1,90 @@
+"""Load-aware beam width (GR4AD's dynamic beam): B = B_base · f(pending work, capacity).
+
+The scheduler asks for a width each time it forms a batch. Widths live on a ladder of
+halvings, B_base, B_base/2, …, down to `min_width`; each rung keeps a moving average of what
+one request costs in model time at that width (measured, so the controller needs no
+benchmark of the host it runs on and follows it when neighbours steal CPU). With `pending`
+requests queued or running, the controller picks the widest rung whose cost lets all of
+them finish within `budget` (a share of the latency SLO):
+
+    capacity(w) = budget / cost(w)          requests that fit in the budget at width w
+    width       = the widest w with pending ≤ capacity(w)
+
+so the width is B_base while pending ≤ capacity(B_base), roughly B_base·capacity/pending
+above it, and `min_width` once even that cannot keep up. It drops as soon as load rises
+and climbs back one rung per decision as load falls, which keeps it from oscillating.
+The per-level schedule (narrow at level 1) is applied on top of the final width chosen here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    base_width: int = 64
+    min_width: int = 16
+    slo_s: float = 0.100
+    budget_share: float = 0.5  # the rest of the SLO is for HTTP, Redis and arrival bursts
+    smoothing: float = 0.2  # weight of a new cost sample in the moving average
+    enabled: bool = True
+
+
+class BeamController:
+    """Chooses the final beam width for each batch; see the module docstring."""
+
+    def __init__(self, cfg: ControllerConfig) -> None:
+        if not 1 <= cfg.min_width <= cfg.base_width:
+            raise ValueError("need 1 ≤ min_width ≤ base_width")
+        self.cfg = cfg
+        ladder, w = [], cfg.base_width
+        while w > cfg.min_width:
+            ladder.append(w)
+            w //= 2
+        self.ladder = [*ladder, cfg.min_width]  # widest first
+        self.cost: dict[int, float] = {}  # width → seconds of model time per request
+        self.rung = 0  # index of the current width in the ladder
+
+    @property
+    def current(self) -> int:
+        return self.ladder[self.rung]
+
+    @property
+    def budget_s(self) -> float:
+        return self.cfg.slo_s * self.cfg.budget_share
+
+    def estimate(self, width: int) -> float | None:
+        """Seconds per request at `width`: measured, else scaled linearly from the nearest
+        measured rung (optimistic below it, pessimistic above: both corrected once run)."""
+        if width in self.cost:
+            return self.cost[width]
+        if not self.cost:
+            return None
+        known = min(self.cost, key=lambda w: abs(w - width))
+        return self.cost[known] * width / known
+
+    def capacity(self, width: int) -> float:
+        """Requests that finish within the budget at `width` (∞ before any measurement)."""
+        cost = self.estimate(width)
+        return float("inf") if not cost else self.budget_s / cost
+
+    def width(self, pending: int) -> int:
+        """Final width for the next batch, given requests queued plus running (`pending`)."""
+        if not self.cfg.enabled:
+            return self.cfg.base_width
+        target = next(
+            (i for i, w in enumerate(self.ladder) if pending <= self.capacity(w)),
+            len(self.ladder) - 1,
+        )
+        self.rung = target if target >= self.rung else self.rung - 1  # fall fast, climb by one
+        return self.current
+
+    def observe(self, requests: int, width: int, seconds: float) -> None:
+        """A batch of `requests` at final width `width` took `seconds` of model time."""
+        if requests <= 0 or width not in self.ladder:
+            return
+        sample = seconds / requests
+        old = self.cost.get(width)
+        a = self.cfg.smoothing
+        self.cost[width] = sample if old is None else (1 - a) * old + a * sample

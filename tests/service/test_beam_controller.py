@@ -1,0 +1,73 @@
+"""The beam controller shrinks the width as pending work outgrows capacity and recovers as
+load falls; static when disabled; never outside [min_width, base_width]."""
+
+import pytest
+
+from service.beam_controller import BeamController, ControllerConfig
+
+
+def controller(**kw):
+    cfg = ControllerConfig(base_width=64, min_width=8, slo_s=0.1, budget_share=0.5, **kw)
+    return BeamController(cfg)
+
+
+def warm(c, seconds_per_request_at_64=0.002):
+    """Batches measured at every rung: cost proportional to width."""
+    for w in c.ladder:
+        c.observe(10, w, 10 * seconds_per_request_at_64 * w / 64)
+
+
+def test_ladder_halves_from_base_to_min():
+    assert controller().ladder == [64, 32, 16, 8]
+    c = BeamController(ControllerConfig(base_width=48, min_width=16))
+    assert c.ladder == [48, 24, 16]
+
+
+def test_full_width_until_pending_work_exceeds_capacity():
+    c = controller()
+    warm(c)  # 2 ms per request at 64 → 25 requests fit a 50 ms budget
+    assert c.capacity(64) == pytest.approx(25)
+    assert c.width(1) == 64
+    assert c.width(25) == 64
+
+
+def test_width_shrinks_as_load_grows():
+    c = controller()
+    warm(c)
+    widths = [c.width(p) for p in (10, 30, 60, 120, 1000)]
+    assert widths == [64, 32, 16, 8, 8]
+    assert widths == sorted(widths, reverse=True)
+
+
+def test_width_recovers_one_rung_per_decision_when_load_falls():
+    c = controller()
+    warm(c)
+    assert c.width(1000) == 8
+    assert [c.width(1) for _ in range(4)] == [16, 32, 64, 64]
+
+
+def test_disabled_controller_is_static():
+    c = controller(enabled=False)
+    warm(c)
+    assert c.width(10_000) == 64
+
+
+def test_before_any_measurement_the_width_is_full():
+    assert controller().width(10_000) == 64
+
+
+def test_costs_follow_the_host():
+    """When the same batches get slower (a noisy neighbour), capacity drops with them."""
+    c = controller()
+    warm(c, 0.002)
+    assert c.width(20) == 64
+    for _ in range(30):
+        c.observe(10, 64, 10 * 0.004)
+    assert c.width(20) == 32
+
+
+def test_unmeasured_rungs_are_estimated_from_the_nearest_measured_one():
+    c = controller()
+    c.observe(10, 64, 0.02)
+    assert c.estimate(32) == pytest.approx(0.001)
+    assert c.width(40) == 32
