@@ -7,7 +7,8 @@ Every path feeds the same pure `beam_search` and returns the same beams (tests c
 - `shared`: context K/V once per request, read in place by all its beams (no copies);
   the target prefix is still recomputed at every level.
 - `cached`: `shared` plus a self-attention KV cache of the target prefix, so each level
-  computes one new token per beam. The fastest eager path, and the one ONNX Runtime runs.
+  computes one new token per beam, and the context K/V gathered from a table computed once
+  per catalog item (`ItemContext`). The fastest eager path, and the one ONNX Runtime runs.
 """
 
 from __future__ import annotations
@@ -32,11 +33,7 @@ class Decoding(StrEnum):
 
 
 class Runner(Protocol):
-    """Executes the model for the cached path: PyTorch eager here, ONNX Runtime elsewhere."""
-
-    def encode_context(self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor) -> Context:
-        """hist_codes (B, T, L), hist_items and hist_mask (B, T), left-padded → the context."""
-        ...
+    """Executes the cached step: PyTorch eager here, ONNX Runtime in `model.onnx_runtime`."""
 
     def extend(self, ctx: Context, cache: Tensor | None, last: Tensor) -> tuple[Tensor, Tensor]:
         """`LazyDecoder.extend`: (log_probs (B, W, K_t), cache (n_layers, 2, B*W, H, t+1, D))."""
@@ -44,16 +41,36 @@ class Runner(Protocol):
 
 
 class EagerRunner:
-    """The cached path in PyTorch eager."""
+    """The cached step in PyTorch eager."""
 
     def __init__(self, model: LazyDecoder) -> None:
         self.model = model
 
-    def encode_context(self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor) -> Context:
-        return self.model.encode_context(hist_codes, hist_items, hist_mask)
-
     def extend(self, ctx: Context, cache: Tensor | None, last: Tensor) -> tuple[Tensor, Tensor]:
         return self.model.extend(*ctx, cache, last)
+
+
+class ItemContext:
+    """The context K/V of every catalog item, computed once.
+
+    The context processor reads each history item on its own (no attention among history
+    items, order only through the recency bias), so a request's context is a gather of its
+    items' rows: the per-request projection becomes an index. Tables (N, Hkv, D).
+    """
+
+    def __init__(self, model: LazyDecoder, codes: Tensor) -> None:
+        N = codes.shape[0]
+        self.model = model
+        with torch.inference_mode():
+            k, v = model.context(codes[None], torch.arange(N)[None])  # (1, Hkv, N, D)
+        self.k = k[0].transpose(0, 1).contiguous()  # (N, Hkv, D)
+        self.v = v[0].transpose(0, 1).contiguous()  # (N, Hkv, D)
+
+    def __call__(self, hist_items: Tensor, hist_mask: Tensor) -> Context:
+        """Left-padded item windows and their mask (B, T) → ctx_k, ctx_v, ctx_bias."""
+        ctx_k = self.k[hist_items].transpose(1, 2).contiguous()  # (B, Hkv, T, D)
+        ctx_v = self.v[hist_items].transpose(1, 2).contiguous()  # (B, Hkv, T, D)
+        return ctx_k, ctx_v, self.model.context.window_bias(hist_mask)
 
 
 def naive_step(model: LazyDecoder, hist_codes: Tensor, hist_items: Tensor, mask: Tensor) -> StepFn:

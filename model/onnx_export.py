@@ -1,13 +1,14 @@
-"""Export the generator to ONNX: the context encoder and one cached step graph per level.
+"""Export the generator to ONNX: one cached step graph (`LazyDecoder.extend`) per level.
 
 genrec export-onnx --bundle artifacts/bundles/ml-100k
 
-The graphs come from the same `LazyDecoder` methods the eager path runs (`encode_context`,
-`extend`), so the two backends cannot drift apart unnoticed: `tests/model/test_onnx.py`
-checks they return the same beams. One graph per level because each level has its own
-output head (vocabulary size) and a different cache length.
+The graphs come from the same `LazyDecoder.extend` the eager path runs, so the two backends
+cannot drift apart unnoticed: `tests/model/test_onnx.py` checks they return the same beams.
+One graph per level because each level has its own output head (vocabulary size) and a
+different cache length. The context needs no graph: the cached path gathers it from a
+per-item table (`model.decoding.ItemContext`).
 
-Exporting takes ~10-30 s on two busy cores, too slow to repeat at every start, so a bundle
+Exporting takes ~10-25 s on two busy cores, too slow to repeat at every start, so a bundle
 may carry its graphs under `onnx/`: checksummed in the manifest like every other file, and
 tied to the weights they came from (`onnx.model_sha256`); graphs of other weights are ignored.
 """
@@ -35,9 +36,6 @@ log = logging.getLogger(__name__)
 OPSET = 18
 ONNX_DIR = "onnx"
 WEIGHTS = "model.safetensors"
-CONTEXT = "context"
-CONTEXT_INPUTS = ["hist_codes", "hist_items", "hist_mask"]
-CONTEXT_OUTPUTS = ["ctx_k", "ctx_v", "ctx_bias"]
 STEP_INPUTS = ["ctx_k", "ctx_v", "ctx_bias", "cache", "last"]
 STEP_OUTPUTS = ["log_probs", "cache_out"]
 
@@ -47,18 +45,7 @@ def level_graph(level: int) -> str:
 
 
 def graph_names(n_levels: int) -> list[str]:
-    return [CONTEXT, *(level_graph(level) for level in range(n_levels))]
-
-
-class _Context(nn.Module):
-    def __init__(self, model: LazyDecoder) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(
-        self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        return self.model.encode_context(hist_codes, hist_items, hist_mask)
+    return [level_graph(level) for level in range(n_levels)]
 
 
 class _FirstLevel(nn.Module):
@@ -115,7 +102,7 @@ def _export(
 
 @torch.inference_mode(False)
 def export_onnx(model: LazyDecoder) -> dict[str, bytes]:
-    """Graph name → serialized ONNX model, for `context` and `level0` … `level{L-1}`.
+    """Graph name → serialized ONNX model, for `level0` … `level{L-1}`.
 
     Batch (B), history length (T) and beam (W) stay dynamic; the example shapes below only
     have to be distinct so the exporter does not tie them together.
@@ -126,17 +113,7 @@ def export_onnx(model: LazyDecoder) -> dict[str, bytes]:
     Hkv, H, D, L = cfg.n_kv_heads, cfg.n_heads, cfg.head_dim, cfg.n_levels
     B, T, W = 2, 5, 3
     Bd, Td, Wd, BWd = Dim("B"), Dim("T"), Dim("W"), Dim("BW")
-    hist_items = torch.zeros(B, T, dtype=torch.long)
-    hist_codes = torch.zeros(B, T, L, dtype=torch.long)
-    hist_mask = torch.ones(B, T, dtype=torch.bool)
-    graphs = {
-        CONTEXT: _export(
-            _Context(model),
-            (hist_codes, hist_items, hist_mask),
-            (CONTEXT_INPUTS, CONTEXT_OUTPUTS),
-            ({0: Bd, 1: Td}, {0: Bd, 1: Td}, {0: Bd, 1: Td}),
-        )
-    }
+    graphs = {}
     ctx_k, ctx_v = torch.zeros(B, Hkv, T, D), torch.zeros(B, Hkv, T, D)
     ctx_bias = torch.zeros(B, Hkv, 1, T)
     ctx_dims = ({0: Bd, 2: Td}, {0: Bd, 2: Td}, {0: Bd, 3: Td})

@@ -1,4 +1,4 @@
-"""The cached decoding path on ONNX Runtime: a `Runner` over the graphs of `onnx_export`."""
+"""The cached step on ONNX Runtime: a `Runner` over the graphs of `onnx_export`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from model.decoding import Context
-from model.onnx_export import CONTEXT, level_graph
+from model.onnx_export import level_graph
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -25,28 +25,16 @@ def session_options(threads: int) -> ort.SessionOptions:
 
 
 class OnnxRunner:
-    """Runs `encode_context` and `extend` as ONNX Runtime sessions (CPU); tensors cross as
-    zero-copy numpy views."""
+    """Runs `extend` as one ONNX Runtime session per level (CPU); tensors cross as zero-copy
+    numpy views."""
 
     def __init__(self, graphs: dict[str, bytes], n_levels: int, threads: int = 1) -> None:
         so = session_options(threads)
         providers = ["CPUExecutionProvider"]
-        self.context = ort.InferenceSession(graphs[CONTEXT], so, providers=providers)
         self.levels = [
             ort.InferenceSession(graphs[level_graph(level)], so, providers=providers)
             for level in range(n_levels)
         ]
-
-    def encode_context(self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor) -> Context:
-        ctx_k, ctx_v, ctx_bias = self.context.run(
-            None,
-            {
-                "hist_codes": hist_codes.numpy(),
-                "hist_items": hist_items.numpy(),
-                "hist_mask": hist_mask.numpy(),
-            },
-        )
-        return torch.from_numpy(ctx_k), torch.from_numpy(ctx_v), torch.from_numpy(ctx_bias)
 
     def extend(self, ctx: Context, cache: Tensor | None, last: Tensor) -> tuple[Tensor, Tensor]:
         feeds: dict[str, np.ndarray] = {

@@ -13,6 +13,7 @@ from model.decoding import (
     Context,
     Decoding,
     EagerRunner,
+    ItemContext,
     Runner,
     cached_step,
     naive_step,
@@ -98,6 +99,9 @@ class Recommender:
         self.max_history = model.cfg.max_history
         self.decoding = Decoding(decoding)
         self.runner = runner or EagerRunner(model)
+        self.item_context = (
+            ItemContext(model, self.codes) if self.decoding is Decoding.cached else None
+        )
 
     @property
     def n_items(self) -> int:
@@ -146,7 +150,10 @@ class Recommender:
         if self.decoding is Decoding.shared:
             step = shared_step(self.model, self.context(histories))
         else:
-            step = cached_step(self.runner, self.runner.encode_context(*self.windows(histories)))
+            assert self.item_context is not None
+            items, mask = gather_windows(*ragged(histories), self.max_history)
+            ctx = self.item_context(torch.from_numpy(items), torch.from_numpy(mask))
+            step = cached_step(self.runner, ctx)
         return beam_search(step, self.trie, widths, B, seen)
 
     def recommend(

@@ -1,10 +1,12 @@
 """Micro-batching: concurrent requests wait at most a few ms and are decoded together.
 
-The event loop only enqueues; one worker thread runs the model, so inference never blocks
-the loop and batches never compete with each other for the two cores. Everything is
-bounded: the wait (`max_wait_ms`), the batch (`max_size`) and the queue (`max_queue`; past
-it a request is shed with 503 at once instead of waiting behind work it cannot outrun).
-The scheduler also picks each batch's beam width from the load (see `beam_controller`).
+The event loop only enqueues; `workers` threads run the model (one intra-op thread each),
+so inference never blocks the loop. With one worker, batches run one after another; with
+two on two cores, the next batch starts while the last one runs (torch and ONNX Runtime
+release the GIL inside their kernels). Everything is bounded: the wait (`max_wait_ms`),
+the batch (`max_size`), the batches running at once (`workers`) and the queue (`max_queue`;
+past it a request is shed with 503 at once instead of waiting behind work it cannot
+outrun). The scheduler also picks each batch's beam width from the load (`beam_controller`).
 """
 
 from __future__ import annotations
@@ -64,12 +66,15 @@ class MicroBatcher(Generic[Q, R]):
         max_queue: int,
         policy: WidthPolicy,
         on_batch: Callable[[BatchStats], None] | None = None,
+        workers: int = 1,
     ) -> None:
         self.run, self.max_size, self.max_wait = run, max_size, max_wait_ms / 1000
         self.policy, self.on_batch = policy, on_batch
         self.queue: asyncio.Queue[tuple[Q, asyncio.Future[R]]] = asyncio.Queue(max_queue)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genrec-model")
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genrec-model")
+        self.free_workers = asyncio.Semaphore(workers)
         self.task: asyncio.Task[None] | None = None
+        self.batches: set[asyncio.Task[None]] = set()
         self.in_flight = 0
 
     @property
@@ -83,6 +88,7 @@ class MicroBatcher(Generic[Q, R]):
         if self.task:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+        await asyncio.gather(*self.batches, return_exceptions=True)
         self.executor.shutdown(wait=True)
 
     async def submit(self, query: Q) -> R:
@@ -118,30 +124,44 @@ class MicroBatcher(Generic[Q, R]):
         return results, time.perf_counter() - start
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
+            await self.free_workers.acquire()
+            try:
+                batch = await self._collect()
+            except BaseException:
+                self.free_workers.release()
+                raise
             live = [(q, f) for q, f in batch if not f.cancelled()]
             if not live:
+                self.free_workers.release()
                 continue
             queued = self.queue.qsize()
-            width = self.policy.width(len(live) + queued)
-            self.in_flight = len(live)
-            try:
-                results, seconds = await loop.run_in_executor(
-                    self.executor, self._timed_run, [q for q, _ in live], width
-                )
-            except Exception as e:  # one bad batch must not kill the loop
-                log.exception("batch_failed size=%d", len(live))
-                for _, f in live:
-                    if not f.done():
-                        f.set_exception(e)
-                continue
-            finally:
-                self.in_flight = 0
-            self.policy.observe(len(live), width, seconds)
-            if self.on_batch:
-                self.on_batch(BatchStats(len(live), width, seconds, queued))
-            for (_, f), r in zip(live, results, strict=True):
+            width = self.policy.width(self.in_flight + len(live) + queued)
+            task = asyncio.create_task(self._run_batch(live, width, queued))
+            self.batches.add(task)
+            task.add_done_callback(self.batches.discard)
+
+    async def _run_batch(
+        self, live: list[tuple[Q, asyncio.Future[R]]], width: int, queued: int
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.in_flight += len(live)
+        try:
+            results, seconds = await loop.run_in_executor(
+                self.executor, self._timed_run, [q for q, _ in live], width
+            )
+        except Exception as e:  # one bad batch must not kill the loop
+            log.exception("batch_failed size=%d", len(live))
+            for _, f in live:
                 if not f.done():
-                    f.set_result(r)
+                    f.set_exception(e)
+            return
+        finally:
+            self.in_flight -= len(live)
+            self.free_workers.release()
+        self.policy.observe(len(live), width, seconds)
+        if self.on_batch:
+            self.on_batch(BatchStats(len(live), width, seconds, queued))
+        for (_, f), r in zip(live, results, strict=True):
+            if not f.done():
+                f.set_result(r)

@@ -5,7 +5,9 @@ halvings, B_base, B_base/2, …, down to `min_width`; each rung keeps a moving a
 one request costs in model time at that width (measured, so the controller needs no
 benchmark of the host it runs on and follows it when neighbours steal CPU). With `pending`
 requests queued or running, the controller picks the widest rung whose cost lets all of
-them finish within `budget` (a share of the latency SLO):
+them finish within `budget` (a share of the latency SLO). A rung not run for `stale_s` is
+estimated afresh from the rung in use (linearly in width, which overstates the cost of a
+wider rung: a cautious climb), so one slow batch cannot pin the width low for good.
 
     capacity(w) = budget / cost(w)          requests that fit in the budget at width w
     width       = the widest w with pending ≤ capacity(w)
@@ -18,6 +20,8 @@ The per-level schedule (narrow at level 1) is applied on top of the final width 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -28,13 +32,14 @@ class ControllerConfig:
     slo_s: float = 0.100
     budget_share: float = 0.5  # the rest of the SLO is for HTTP, Redis and arrival bursts
     smoothing: float = 0.2  # weight of a new cost sample in the moving average
+    stale_s: float = 2.0  # a rung's measurement older than this is re-estimated
     enabled: bool = True
 
 
 class BeamController:
     """Chooses the final beam width for each batch; see the module docstring."""
 
-    def __init__(self, cfg: ControllerConfig) -> None:
+    def __init__(self, cfg: ControllerConfig, clock: Callable[[], float] = time.monotonic) -> None:
         if not 1 <= cfg.min_width <= cfg.base_width:
             raise ValueError("need 1 ≤ min_width ≤ base_width")
         self.cfg = cfg
@@ -43,7 +48,9 @@ class BeamController:
             ladder.append(w)
             w //= 2
         self.ladder = [*ladder, cfg.min_width]  # widest first
+        self.clock = clock
         self.cost: dict[int, float] = {}  # width → seconds of model time per request
+        self.measured_at: dict[int, float] = {}
         self.rung = 0  # index of the current width in the ladder
 
     @property
@@ -55,13 +62,16 @@ class BeamController:
         return self.cfg.slo_s * self.cfg.budget_share
 
     def estimate(self, width: int) -> float | None:
-        """Seconds per request at `width`: measured, else scaled linearly from the nearest
-        measured rung (optimistic below it, pessimistic above: both corrected once run)."""
-        if width in self.cost:
-            return self.cost[width]
+        """Seconds per request at `width`: measured recently, else scaled linearly from the
+        nearest recently measured rung (optimistic below it, cautious above; either is
+        corrected once that rung runs), else from the nearest measured at all."""
         if not self.cost:
             return None
-        known = min(self.cost, key=lambda w: abs(w - width))
+        now = self.clock()
+        fresh = [w for w in self.cost if now - self.measured_at[w] <= self.cfg.stale_s]
+        if width in fresh:
+            return self.cost[width]
+        known = min(fresh or self.cost, key=lambda w: abs(w - width))
         return self.cost[known] * width / known
 
     def capacity(self, width: int) -> float:
@@ -87,4 +97,8 @@ class BeamController:
         sample = seconds / requests
         old = self.cost.get(width)
         a = self.cfg.smoothing
-        self.cost[width] = sample if old is None else (1 - a) * old + a * sample
+        if old is None or self.clock() - self.measured_at[width] > self.cfg.stale_s:
+            self.cost[width] = sample  # a stale average says little about the host now
+        else:
+            self.cost[width] = (1 - a) * old + a * sample
+        self.measured_at[width] = self.clock()

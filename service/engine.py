@@ -95,10 +95,9 @@ class Engine:
             raise BadInput(
                 "the history has no items this model knows; pass a history of catalog items"
             )
-        if exclude_seen and len(np.unique(history)) + k > len(self.catalog):
-            raise BadInput(
-                f"k={k} exceeds the {len(self.catalog)} catalog items not in the history"
-            )
+        n = len(self.catalog)
+        if exclude_seen and len(history) + k > n and len(np.unique(history)) + k > n:
+            raise BadInput(f"k={k} exceeds the {n} catalog items not in the history")
         return Query(history, k, beam_width, exclude_seen)
 
     def final_width(self, q: Query, server_width: int) -> int:

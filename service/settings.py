@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     max_beam_width: int = Field(256, ge=1)
     batch_max_size: int = Field(32, ge=1)
     batch_max_wait_ms: float = Field(2.0, ge=0)
+    model_workers: int = Field(
+        1, ge=1, description="Batches decoded at once, each on its own thread (and core)."
+    )
     queue_max: int = Field(
         512, ge=1, description="Requests waiting for the model beyond this get 503 (shed load)."
     )

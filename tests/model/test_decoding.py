@@ -120,3 +120,17 @@ def test_precut_search_equals_ranking_every_candidate_on_a_wide_codebook():
     nodes, scores = reference_search(step, trie, [4, 8, 8])
     assert out.nodes[0].tolist() == nodes.tolist()
     assert torch.allclose(out.scores[0], scores)
+
+
+def test_item_context_table_equals_encoding_the_history(model, recommender, histories):
+    """The per-item K/V table gives the context `encode_context` computes."""
+    from model.decoding import ItemContext
+    from model.recommender import gather_windows, ragged
+
+    items, mask = gather_windows(*ragged(histories), model.cfg.max_history)
+    table = ItemContext(model, recommender.codes)
+    with torch.no_grad():
+        expected = recommender.context(histories)
+        got = table(torch.from_numpy(items), torch.from_numpy(mask))
+    for a, b in zip(expected, got, strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)

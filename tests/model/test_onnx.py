@@ -44,15 +44,6 @@ def test_onnx_returns_the_eager_beams(bundle, runner):
             assert torch.allclose(a.scores[live], other.scores[live], atol=1e-4)
 
 
-def test_onnx_context_equals_eager(bundle, runner):
-    rec = Recommender(bundle.model, bundle.semantic_ids.codes)
-    windows = rec.windows([np.arange(5), np.arange(12)])
-    with torch.no_grad():
-        eager, onnx = bundle.model.encode_context(*windows), runner.encode_context(*windows)
-        for a, b in zip(eager, onnx, strict=True):
-            assert torch.allclose(a, b, atol=1e-5)
-
-
 def test_bundle_graphs_are_checksummed(tiny_onnx_bundle, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(tiny_onnx_bundle, copy)

@@ -71,3 +71,20 @@ def test_unmeasured_rungs_are_estimated_from_the_nearest_measured_one():
     c.observe(10, 64, 0.02)
     assert c.estimate(32) == pytest.approx(0.001)
     assert c.width(40) == 32
+
+
+def test_a_stale_slow_measurement_does_not_pin_the_width_low():
+    """One slow batch at full width (a cold start) shrinks the width; once that measurement
+    is stale, the full width is estimated from the rung in use and tried again."""
+    now = [0.0]
+    c = BeamController(
+        ControllerConfig(base_width=64, min_width=8, slo_s=0.1, stale_s=2.0), lambda: now[0]
+    )
+    c.observe(1, 64, 0.2)  # a cold first batch: 200 ms for one request
+    width = c.width(1)
+    assert width < 64
+    for _ in range(10):
+        now[0] += 0.5
+        c.observe(1, width, 0.002 * width / 64)  # the host is fast after all
+        width = c.width(1)
+    assert width == 64
