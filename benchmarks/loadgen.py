@@ -28,14 +28,15 @@ class Connection:
     async def open(cls, host: str, port: int) -> Connection:
         return cls(*await asyncio.open_connection(host, port))
 
-    async def post(self, host: str, path: str, body: bytes) -> tuple[int, bytes]:
+    async def post(self, host: str, path: str, body: bytes) -> tuple[int, bytes, float]:
+        """→ status, body, and the Retry-After seconds the server asked for (0 if none)."""
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         self.writer.write(head + body)
         status_line = await self.reader.readline()
-        length = 0
+        length, retry_after = 0, 0.0
         while True:
             line = await self.reader.readline()
             if line in (b"\r\n", b""):
@@ -43,8 +44,10 @@ class Connection:
             name, _, value = line.partition(b":")
             if name.lower() == b"content-length":
                 length = int(value)
+            elif name.lower() == b"retry-after":
+                retry_after = float(value)
         payload = await self.reader.readexactly(length)
-        return int(status_line.split(b" ", 2)[1]), payload
+        return int(status_line.split(b" ", 2)[1]), payload, retry_after
 
     def close(self) -> None:
         self.writer.close()
@@ -95,8 +98,9 @@ async def closed_loop(
     warmup_s: float = 1.0,
     path: str = "/v1/recommend",
 ) -> Run:
-    """`concurrency` users, each sending its next request as soon as the last one answered;
-    only requests started after the warm-up and finished before the end count."""
+    """`concurrency` users, each sending its next request as soon as the last one answered
+    (or after the Retry-After a shed request asks for, as a polite client would); only
+    requests started after the warm-up and finished before the end count."""
     start = time.perf_counter()
     measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
     run = Run(duration_s)
@@ -106,11 +110,13 @@ async def closed_loop(
         i = u
         try:
             while (now := time.perf_counter()) < stop_at:
-                status, payload = await conn.post(host, path, bodies[i % len(bodies)])
+                status, payload, retry_after = await conn.post(host, path, bodies[i % len(bodies)])
                 done = time.perf_counter()
                 if now >= measure_from and done <= stop_at:
                     run.record(status, payload, done - now)
                 i += concurrency
+                if retry_after:
+                    await asyncio.sleep(min(retry_after, max(0.0, stop_at - done)))
         finally:
             conn.close()
 
@@ -124,7 +130,7 @@ async def open_loop(
     bodies: list[bytes],
     rate: float,
     duration_s: float,
-    max_connections: int = 256,
+    max_connections: int = 1024,
     grace_s: float = 10.0,
     seed: int = 0,
     path: str = "/v1/recommend",
@@ -141,7 +147,7 @@ async def open_loop(
         async with slots:
             conn = idle.pop() if idle else await Connection.open(host, port)
             try:
-                status, payload = await conn.post(host, path, body)
+                status, payload, _ = await conn.post(host, path, body)
             except (ConnectionError, asyncio.IncompleteReadError):
                 run.statuses[599] += 1
                 conn.close()

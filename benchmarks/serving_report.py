@@ -23,15 +23,15 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
         f"k={setup['k']}, beam {setup['beam_width']}, result cache off. "
         f"{setup['seconds_per_level']:g} s per concurrency level, closed loop.",
         "",
-        "| path | concurrency | QPS | p50 ms | p95 ms | p99 ms | final widths |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| path | concurrency | QPS | p50 ms | p95 ms | p99 ms | shed (503) | final widths |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, rows in r["sweeps"].items():
         for x in rows:
             widths = ", ".join(f"{w}×{n}" for w, n in x["widths"].items())
             lines.append(
                 f"| {name} | {x['concurrency']} | {x['qps']:.1f} | {x['p50_ms']:.1f} | "
-                f"{x['p95_ms']:.1f} | {x['p99_ms']:.1f} | {widths} |"
+                f"{x['p95_ms']:.1f} | {x['p99_ms']:.1f} | {x['shed_503']} | {widths} |"
             )
     lines += ["", *(f"- **{n}**: {c['label']}" for n, c in r["configs"].items())]
     ov = r["overload"]

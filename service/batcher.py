@@ -2,8 +2,8 @@
 
 The event loop only enqueues; `workers` threads run the model (one intra-op thread each),
 so inference never blocks the loop. With one worker, batches run one after another; with
-two on two cores, the next batch starts while the last one runs (torch and ONNX Runtime
-release the GIL inside their kernels). Everything is bounded: the wait (`max_wait_ms`),
+more, a gathered batch is split among the idle workers and the next batch can start while
+the last one runs (torch and ONNX Runtime release the GIL inside their kernels). Everything is bounded: the wait (`max_wait_ms`),
 the batch (`max_size`), the batches running at once (`workers`) and the queue (`max_queue`;
 past it a request is shed with 503 at once instead of waiting behind work it cannot
 outrun). The scheduler also picks each batch's beam width from the load (`beam_controller`).
@@ -30,6 +30,8 @@ R = TypeVar("R")
 class WidthPolicy(Protocol):
     def width(self, pending: int) -> int: ...
 
+    def admits(self, pending: int) -> bool: ...
+
     def observe(self, requests: int, width: int, seconds: float) -> None: ...
 
 
@@ -41,6 +43,9 @@ class FixedWidth:
 
     def width(self, pending: int) -> int:
         return self.base_width
+
+    def admits(self, pending: int) -> bool:
+        return True
 
     def observe(self, requests: int, width: int, seconds: float) -> None:
         return None
@@ -73,6 +78,7 @@ class MicroBatcher(Generic[Q, R]):
         self.queue: asyncio.Queue[tuple[Q, asyncio.Future[R]]] = asyncio.Queue(max_queue)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genrec-model")
         self.free_workers = asyncio.Semaphore(workers)
+        self.idle = workers
         self.task: asyncio.Task[None] | None = None
         self.batches: set[asyncio.Task[None]] = set()
         self.in_flight = 0
@@ -80,6 +86,16 @@ class MicroBatcher(Generic[Q, R]):
     @property
     def depth(self) -> int:
         return self.queue.qsize()
+
+    def check_admission(self) -> None:
+        """Raise `Overloaded` if a new query would wait past its bound (queue or SLO); cheap,
+        so callers can shed before doing any other work."""
+        if self.queue.full():
+            raise Overloaded(
+                f"the server is overloaded ({self.queue.maxsize} requests waiting); retry shortly"
+            )
+        if not self.policy.admits(self.depth + self.in_flight):
+            raise Overloaded("the server is overloaded (past its latency budget); retry shortly")
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name="genrec-batcher")
@@ -92,13 +108,9 @@ class MicroBatcher(Generic[Q, R]):
         self.executor.shutdown(wait=True)
 
     async def submit(self, query: Q) -> R:
+        self.check_admission()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        try:
-            self.queue.put_nowait((query, future))
-        except asyncio.QueueFull:
-            raise Overloaded(
-                f"the server is overloaded ({self.queue.maxsize} requests waiting); retry shortly"
-            ) from None
+        self.queue.put_nowait((query, future))
         return await future
 
     async def _collect(self) -> list[tuple[Q, asyncio.Future[R]]]:
@@ -123,23 +135,36 @@ class MicroBatcher(Generic[Q, R]):
         results = self.run(queries, width)
         return results, time.perf_counter() - start
 
+    async def _acquire(self) -> None:
+        await self.free_workers.acquire()
+        self.idle -= 1
+
+    def _release(self) -> None:
+        self.idle += 1
+        self.free_workers.release()
+
     async def _loop(self) -> None:
         while True:
-            await self.free_workers.acquire()
+            await self._acquire()
             try:
                 batch = await self._collect()
             except BaseException:
-                self.free_workers.release()
+                self._release()
                 raise
             live = [(q, f) for q, f in batch if not f.cancelled()]
             if not live:
-                self.free_workers.release()
+                self._release()
                 continue
             queued = self.queue.qsize()
             width = self.policy.width(self.in_flight + len(live) + queued)
-            task = asyncio.create_task(self._run_batch(live, width, queued))
-            self.batches.add(task)
-            task.add_done_callback(self.batches.discard)
+            parts = min(1 + self.idle, len(live))  # idle workers share the batch
+            for i in range(parts):
+                if i:
+                    await self._acquire()  # immediate: that worker is idle
+                chunk = live[i * len(live) // parts : (i + 1) * len(live) // parts]
+                task = asyncio.create_task(self._run_batch(chunk, width, queued))
+                self.batches.add(task)
+                task.add_done_callback(self.batches.discard)
 
     async def _run_batch(
         self, live: list[tuple[Q, asyncio.Future[R]]], width: int, queued: int
@@ -158,7 +183,7 @@ class MicroBatcher(Generic[Q, R]):
             return
         finally:
             self.in_flight -= len(live)
-            self.free_workers.release()
+            self._release()
         self.policy.observe(len(live), width, seconds)
         if self.on_batch:
             self.on_batch(BatchStats(len(live), width, seconds, queued))

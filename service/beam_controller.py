@@ -16,6 +16,10 @@ so the width is B_base while pending ≤ capacity(B_base), roughly B_base·capac
 above it, and `min_width` once even that cannot keep up. It drops as soon as load rises
 and climbs back one rung per decision as load falls, which keeps it from oscillating.
 The per-level schedule (narrow at level 1) is applied on top of the final width chosen here.
+
+When even `min_width` cannot keep up, effort has nothing left to give: the controller then
+stops admitting requests once the pending ones would not finish within `admit_share` of the
+SLO at `min_width`, so those it serves stay within the SLO and the rest get 503 at once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class ControllerConfig:
     min_width: int = 16
     slo_s: float = 0.100
     budget_share: float = 0.5  # the rest of the SLO is for HTTP, Redis and arrival bursts
+    admit_share: float = 0.8  # shed beyond what min_width finishes in this share of the SLO
     smoothing: float = 0.2  # weight of a new cost sample in the moving average
     stale_s: float = 2.0  # a rung's measurement older than this is re-estimated
     enabled: bool = True
@@ -78,6 +83,13 @@ class BeamController:
         """Requests that finish within the budget at `width` (∞ before any measurement)."""
         cost = self.estimate(width)
         return float("inf") if not cost else self.budget_s / cost
+
+    def admits(self, pending: int) -> bool:
+        """Whether a new request, behind `pending` others, can still be served in the SLO."""
+        if not self.cfg.enabled:
+            return True
+        cost = self.estimate(self.cfg.min_width)
+        return cost is None or (pending + 1) * cost <= self.cfg.slo_s * self.cfg.admit_share
 
     def width(self, pending: int) -> int:
         """Final width for the next batch, given requests queued plus running (`pending`)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from service.deps import BatcherDep, CacheDep, EngineDep, MetricsDep, StoreDep
 from service.errors import NotFound, Overloaded, Unavailable
@@ -10,6 +10,7 @@ from service.result_cache import Lookup, Shape
 from service.schemas import RecommendedItem, RecommendRequest, RecommendResponse
 
 router = APIRouter(prefix="/v1", tags=["recommend"])
+JSON = "application/json"
 
 
 @router.post("/recommend", response_model=RecommendResponse)
@@ -20,14 +21,20 @@ async def recommend(
     batcher: BatcherDep,
     cache: CacheDep,
     metrics: MetricsDep,
-) -> RecommendResponse:
+) -> Response:
     """Top-k catalog items by constrained beam search over semantic IDs.
 
     An explicit `history` is used as given (every item must be in the catalog); otherwise
     the stored history of `user_id` is read (items the model does not know are skipped).
     Results are cached for a short time; a user's cached results end with their next event.
     The beam width may be lowered under load: the response says which width was used.
+    (The body is serialized once, by pydantic, instead of revalidated and re-encoded.)
     """
+    try:
+        batcher.check_admission()  # shed before any Redis or model work
+    except Overloaded:
+        metrics.overloaded.inc()
+        raise
     shape = Shape(req.k, req.beam_width, req.exclude_seen)
     lookup: Lookup | None
     if req.history is not None:
@@ -37,8 +44,10 @@ async def recommend(
         assert req.user_id is not None
         lookup = await cache.get_user(engine.version, req.user_id, shape)
     if lookup is not None and lookup.value is not None:
+        if req.history is None:  # keyed by this very user
+            return Response(lookup.value, media_type=JSON)
         cached = RecommendResponse.model_validate_json(lookup.value)
-        return cached.model_copy(update={"user_id": req.user_id})
+        return _json(cached.model_copy(update={"user_id": req.user_id}))
     if req.history is None:
         assert req.user_id is not None
         try:
@@ -71,11 +80,15 @@ async def recommend(
         beam_widths=list(result.widths),
         history_length=len(history),
     )
+    body = response.model_dump_json()
     if lookup is not None:
-        value = response.model_dump_json()
         if req.history is not None:
-            await cache.put_history(engine.version, history, shape, value)
+            await cache.put_history(engine.version, history, shape, body)
         else:
             assert req.user_id is not None
-            await cache.put_user(engine.version, req.user_id, shape, value, lookup)
-    return response
+            await cache.put_user(engine.version, req.user_id, shape, body, lookup)
+    return Response(body, media_type=JSON)
+
+
+def _json(model: RecommendResponse) -> Response:
+    return Response(model.model_dump_json(), media_type=JSON)

@@ -10,8 +10,11 @@ from service.batcher import FixedWidth, MicroBatcher
 from service.errors import Overloaded
 
 
-def batcher(run, max_size=8, max_wait_ms=50.0, max_queue=1000, policy=None, on_batch=None):
-    return MicroBatcher(run, max_size, max_wait_ms, max_queue, policy or FixedWidth(64), on_batch)
+def batcher(
+    run, max_size=8, max_wait_ms=50.0, max_queue=1000, policy=None, on_batch=None, workers=1
+):
+    policy = policy or FixedWidth(64)
+    return MicroBatcher(run, max_size, max_wait_ms, max_queue, policy, on_batch, workers)
 
 
 def test_concurrent_queries_share_a_batch():
@@ -82,6 +85,9 @@ def test_a_full_queue_sheds_new_queries_at_once():
 
 
 class RecordingPolicy:
+    def admits(self, pending):
+        return True
+
     def __init__(self):
         self.pending, self.observed = [], []
 
@@ -113,3 +119,56 @@ def test_the_policy_sees_the_pending_load_and_the_batch_runs_at_its_width():
     assert policy.pending == [10, 1] and widths == [8, 32]
     assert policy.observed == [(10, 8), (1, 32)]
     assert [(s.size, s.width) for s in stats] == [(10, 8), (1, 32)]
+
+
+class Shedding(RecordingPolicy):
+    def admits(self, pending):
+        return pending < 2
+
+
+def test_queries_past_the_policys_budget_are_shed():
+    release = threading.Event()
+
+    def run(batch, width):
+        release.wait(10)
+        return batch
+
+    async def go():
+        b = batcher(run, max_size=1, max_wait_ms=0, policy=Shedding())
+        b.start()
+        try:
+            first = asyncio.ensure_future(b.submit(0))
+            while b.in_flight == 0:
+                await asyncio.sleep(0.001)
+            second = asyncio.ensure_future(b.submit(1))  # pending 1: admitted
+            await asyncio.sleep(0)
+            with pytest.raises(Overloaded):
+                await b.submit(2)  # pending 2: shed
+            release.set()
+            return await asyncio.gather(first, second)
+        finally:
+            release.set()
+            await b.stop()
+
+    assert asyncio.run(go()) == [0, 1]
+
+
+def test_idle_workers_share_a_gathered_batch():
+    sizes, threads, both = [], set(), threading.Barrier(2, timeout=5)
+
+    def run(batch, width):
+        sizes.append(len(batch))
+        threads.add(threading.current_thread().name)
+        both.wait()  # both halves run at the same time
+        return batch
+
+    async def go():
+        b = batcher(run, max_size=16, max_wait_ms=20, workers=2)
+        b.start()
+        try:
+            return await asyncio.gather(*(b.submit(i) for i in range(10)))
+        finally:
+            await b.stop()
+
+    assert asyncio.run(go()) == list(range(10))
+    assert sorted(sizes) == [5, 5] and len(threads) == 2

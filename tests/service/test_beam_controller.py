@@ -88,3 +88,12 @@ def test_a_stale_slow_measurement_does_not_pin_the_width_low():
         c.observe(1, width, 0.002 * width / 64)  # the host is fast after all
         width = c.width(1)
     assert width == 64
+
+
+def test_requests_past_what_min_width_serves_in_the_slo_are_not_admitted():
+    c = controller()  # slo 100 ms, admit_share 0.8 → 80 ms
+    assert c.admits(10_000)  # nothing measured yet: admit
+    warm(c)  # 0.25 ms per request at width 8
+    assert c.admits(100) and c.admits(318)
+    assert not c.admits(320)
+    assert controller(enabled=False).admits(10_000)
