@@ -13,8 +13,10 @@ wider rung: a cautious climb), so one slow batch cannot pin the width low for go
     width       = the widest w with pending ≤ capacity(w)
 
 so the width is B_base while pending ≤ capacity(B_base), roughly B_base·capacity/pending
-above it, and `min_width` once even that cannot keep up. It drops as soon as load rises
-and climbs back one rung per decision as load falls, which keeps it from oscillating.
+above it, and `min_width` once even that cannot keep up. It drops as soon as load rises;
+it climbs back one rung at a time, only when the pending work would fill at most
+`climb_margin` of the wider rung's capacity and no sooner than `climb_every_s` after the
+last change: a band of hysteresis, so it does not flap between rungs under steady load.
 The per-level schedule (narrow at level 1) is applied on top of the final width chosen here.
 
 When even `min_width` cannot keep up, effort has nothing left to give: the controller then
@@ -38,6 +40,8 @@ class ControllerConfig:
     admit_share: float = 0.8  # shed beyond what min_width finishes in this share of the SLO
     smoothing: float = 0.2  # weight of a new cost sample in the moving average
     stale_s: float = 2.0  # a rung's measurement older than this is re-estimated
+    climb_margin: float = 0.7
+    climb_every_s: float = 0.25
     enabled: bool = True
 
 
@@ -57,6 +61,7 @@ class BeamController:
         self.cost: dict[int, float] = {}  # width → seconds of model time per request
         self.measured_at: dict[int, float] = {}
         self.rung = 0  # index of the current width in the ladder
+        self.changed_at = float("-inf")
 
     @property
     def current(self) -> int:
@@ -95,11 +100,18 @@ class BeamController:
         """Final width for the next batch, given requests queued plus running (`pending`)."""
         if not self.cfg.enabled:
             return self.cfg.base_width
-        target = next(
-            (i for i, w in enumerate(self.ladder) if pending <= self.capacity(w)),
-            len(self.ladder) - 1,
-        )
-        self.rung = target if target >= self.rung else self.rung - 1  # fall fast, climb by one
+        fits = [pending <= self.capacity(w) for w in self.ladder]
+        now = self.clock()
+        if not fits[self.rung]:  # fall at once, as far as needed
+            self.rung = next((i for i in range(self.rung, len(fits)) if fits[i]), len(fits) - 1)
+            self.changed_at = now
+        elif (
+            self.rung > 0
+            and pending <= self.cfg.climb_margin * self.capacity(self.ladder[self.rung - 1])
+            and now - self.changed_at >= self.cfg.climb_every_s
+        ):
+            self.rung -= 1
+            self.changed_at = now
         return self.current
 
     def observe(self, requests: int, width: int, seconds: float) -> None:

@@ -6,9 +6,17 @@ import pytest
 from service.beam_controller import BeamController, ControllerConfig
 
 
-def controller(**kw):
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def controller(clock=None, **kw):
     cfg = ControllerConfig(base_width=64, min_width=8, slo_s=0.1, budget_share=0.5, **kw)
-    return BeamController(cfg)
+    return BeamController(cfg, clock or Clock())
 
 
 def warm(c, seconds_per_request_at_64=0.002):
@@ -39,11 +47,29 @@ def test_width_shrinks_as_load_grows():
     assert widths == sorted(widths, reverse=True)
 
 
-def test_width_recovers_one_rung_per_decision_when_load_falls():
-    c = controller()
+def test_width_recovers_one_rung_at_a_time_when_load_falls():
+    clock = Clock()
+    c = controller(clock, stale_s=100)
     warm(c)
     assert c.width(1000) == 8
-    assert [c.width(1) for _ in range(4)] == [16, 32, 64, 64]
+    assert c.width(1) == 8  # no sooner than climb_every_s after the last change
+    widths = []
+    for _ in range(4):
+        clock.now += 0.3
+        widths.append(c.width(1))
+    assert widths == [16, 32, 64, 64]
+
+
+def test_between_the_climb_margin_and_capacity_the_width_holds():
+    """Hysteresis: 20 pending fit width 64 (capacity 25) but exceed 70% of it."""
+    clock = Clock()
+    c = controller(clock, stale_s=100)
+    warm(c)
+    assert c.width(30) == 32
+    clock.now += 1
+    assert c.width(20) == 32
+    clock.now += 1
+    assert c.width(17) == 64
 
 
 def test_disabled_controller_is_static():
