@@ -12,7 +12,7 @@ import asyncio
 import random
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +36,8 @@ class Connection:
         ).encode()
         self.writer.write(head + body)
         status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionResetError("the server closed the connection")
         length, retry_after = 0, 0.0
         while True:
             line = await self.reader.readline()
@@ -139,19 +141,23 @@ async def open_loop(
     requests still unanswered `grace_s` after the end count as timeouts."""
     rng = random.Random(seed)
     run = Run(duration_s)
-    idle: list[Connection] = []
+    idle: deque[Connection] = deque()  # oldest first: reuse the most recently used
     slots = asyncio.Semaphore(max_connections)
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(body: bytes, scheduled: float) -> None:
         async with slots:
             conn = idle.pop() if idle else await Connection.open(host, port)
-            try:
-                status, payload, _ = await conn.post(host, path, body)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                run.statuses[599] += 1
-                conn.close()
-                return
+            for attempt in (1, 2):  # an idle keep-alive connection may have been closed
+                try:
+                    status, payload, _ = await conn.post(host, path, body)
+                    break
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    conn.close()
+                    if attempt == 2:
+                        run.statuses[599] += 1
+                        return
+                    conn = await Connection.open(host, port)
             run.record(status, payload, time.perf_counter() - scheduled)
             idle.append(conn)
 

@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     )
     dynamic_beam: bool = Field(True, description="Shrink the beam under load (beam_controller).")
     latency_slo_ms: float = Field(100.0, gt=0, description="Latency the beam controller protects.")
-    min_beam_width: int = Field(16, ge=1, description="The controller never goes below this.")
+    min_beam_width: int = Field(
+        8, ge=1, description="The controller never goes below this (nor below a request's k)."
+    )
     cache_ttl_s: float = Field(60.0, ge=0, description="Result cache TTL in Redis; 0 turns it off.")
     seed_histories: bool = Field(
         True, description="Load the bundle's user histories into Redis for users it lacks."
