@@ -48,7 +48,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The real server under closed- and open-loop load (~7 min on 2 cores): benchmarks/results/serving.*
+# The real server under closed- and open-loop load (~5 min on 2 cores): benchmarks/results/serving.*
 bench-serving: train
 	$(BIN)/python benchmarks/serving.py --bundle $(BUNDLE) --data-dir $(GENREC_DATA_DIR)
 

@@ -1,7 +1,12 @@
-"""Markdown table and latency/throughput plot for `benchmarks/serving.py` results."""
+"""Markdown table and latency/throughput plot for `benchmarks/serving.py` results.
+
+python benchmarks/serving_report.py benchmarks/results/serving.json   # re-render .md/.png
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +96,20 @@ def plot(r: dict[str, Any], path: Path) -> None:
     for i, q in enumerate(("p50_ms", "p95_ms", "p99_ms")):
         ax2.bar([j + 0.27 * (i - 1) for j in range(2)], [ov[n][q] for n in names], 0.27, label=q)
     ax2.axhline(r["setup"]["slo_ms"], color="red", lw=0.8, ls=":", label="SLO")
-    ax2.set_xticks(range(2), [f"{n} beam\n{ov[n]['qps']:.0f} QPS served" for n in names])
+    labels = [
+        f"{n} beam\n{ov[n]['qps']:.0f} QPS served, {ov[n]['shed_503'] / ov[n]['requests']:.0%} shed"
+        for n in names
+    ]
+    ax2.set_xticks(range(2), labels)
     ax2.set_yscale("log")
     ax2.set(ylabel="latency (ms)", title=f"overload: {ov['dynamic']['rate']:.0f} req/s offered")
     ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1])
+    result = json.loads(source.read_text())
+    write_markdown(result, source.with_suffix(".md"))
+    plot(result, source.with_suffix(".png"))
