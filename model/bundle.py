@@ -84,8 +84,12 @@ def save_bundle(
     catalog: Catalog,
     histories: dict[str, list[str]],
     manifest: dict[str, Any],
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path:
-    """Write a bundle to `out` atomically: a sibling temp dir is renamed into place."""
+    """Write a bundle to `out` atomically: a sibling temp dir is renamed into place.
+
+    `extra_files` (name → bytes, e.g. the events a retrain consumed) are checksummed like the rest.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -99,6 +103,10 @@ def save_bundle(
         )
         _write_json(tmp / "catalog.json", {"item_ids": catalog.item_ids, "titles": catalog.titles})
         _write_json(tmp / "histories.json", histories)
+        for name, data in (extra_files or {}).items():
+            if name == MANIFEST or "/" in name:
+                raise ValueError(f"bad extra bundle file name {name!r}")
+            (tmp / name).write_bytes(data)
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
         full = {
             "format": FORMAT,

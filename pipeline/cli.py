@@ -1,4 +1,4 @@
-"""The `genrec` command line: data, train, evaluate, serve."""
+"""The `genrec` command line: data, train, evaluate, serve, publish, retrain."""
 
 from __future__ import annotations
 
@@ -19,14 +19,26 @@ app.add_typer(data_app, name="data")
 
 DataDir = Annotated[Path, typer.Option(envvar="GENREC_DATA_DIR", help="Where datasets are cached.")]
 DEFAULT_DATA_DIR = Path("data")
+Store = Annotated[
+    Path,
+    typer.Option(
+        envvar="GENREC_STORE",
+        help="Bundle store: ROOT/versions/<version> and ROOT/current (serve ROOT/current).",
+    ),
+]
 
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    # Read when torch and faiss load (commands import them lazily, after this): their two
+    # OpenMP pools otherwise spin-wait against each other; an ml-100k epoch took 266.5 s
+    # without it and 51.4 s with it on a busy 2-core machine (same loss). Export it to override.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it tried
 
 
 @data_app.command("fetch")
@@ -42,7 +54,11 @@ def data_fetch(
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="Bundle directory to write.")],
+    out: Annotated[Path | None, typer.Option(help="Bundle directory to write.")] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Publish into this bundle store instead (a new version, made current)."),
+    ] = None,
     dataset: Annotated[str | None, typer.Option(help="Built-in dataset, e.g. ml-100k.")] = None,
     interactions: Annotated[
         Path | None, typer.Option(help="CSV/Parquet: user_id,item_id,timestamp.")
@@ -63,31 +79,50 @@ def train(
     ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Train a bundle: semantic IDs + lazy decoder, evaluated on the held-out split."""
+    """Train a bundle: semantic IDs + lazy decoder, evaluated on the held-out split.
+
+    Under torchrun (`torchrun --nproc-per-node N -m pipeline.train …`) the same training runs
+    data-parallel; rank 0 writes the bundle.
+    """
+    from contextlib import nullcontext
+
     from model.config import PRESETS
+    from pipeline import distributed
     from pipeline.datasets import load_builtin, load_files
+    from pipeline.publish import BundleStore
     from pipeline.train import TrainConfig
     from pipeline.train import train as run
     from tokenizer.config import TokenizerConfig
 
     if (dataset is None) == (interactions is None):
         raise typer.BadParameter("give exactly one of --dataset or --interactions")
+    if (out is None) == (store is None):
+        raise typer.BadParameter("give exactly one of --out or --store")
+    distributed.init_from_env()
+    if not distributed.is_main():
+        logging.getLogger().setLevel(logging.WARNING)
     if preset not in PRESETS:
         raise typer.BadParameter(f"--preset must be one of {sorted(PRESETS)}")
     data = load_builtin(dataset, data_dir) if dataset else load_files(interactions, items)  # type: ignore[arg-type]
     cfg = TrainConfig(seed=seed, max_minutes=max_minutes)
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
-    path = run(
-        data,
-        out,
-        generator=PRESETS[preset](),
-        cfg=cfg,
-        embedding=embedding,  # type: ignore[arg-type]
-        tokenizer=TokenizerConfig(codebook_size=codebook_size, seed=seed),
-        embedding_path=embedding_path,
-    )
-    typer.echo(path)
+    bundles = BundleStore(store) if store and distributed.is_main() else None
+    with bundles.lock() if bundles else nullcontext():
+        path = run(
+            data,
+            bundles.staging() if bundles else (out or store),  # type: ignore[arg-type]
+            generator=PRESETS[preset](),
+            cfg=cfg,
+            embedding=embedding,  # type: ignore[arg-type]
+            tokenizer=TokenizerConfig(codebook_size=codebook_size, seed=seed),
+            embedding_path=embedding_path,
+        )
+        if distributed.is_main():
+            if bundles:
+                path = bundles.path(bundles.publish(path, move=True))
+            typer.echo(path)
+    distributed.shutdown()
 
 
 @app.command()
@@ -121,11 +156,95 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
 ) -> None:
-    """Serve the HTTP API (uvicorn) for a bundle."""
+    """Serve the HTTP API (uvicorn) for a bundle (a store's ROOT/current follows publishes)."""
     import uvicorn
 
-    os.environ["GENREC_BUNDLE"] = str(bundle.resolve())
+    os.environ["GENREC_BUNDLE"] = str(bundle.absolute())  # not resolved: `current` may move
     uvicorn.run("service.app:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@app.command()
+def publish(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory to publish (copied).")],
+    store: Store,
+) -> None:
+    """Add a bundle to a store as a version and make it current (no quality gate)."""
+    from pipeline.publish import BundleStore
+
+    bundles = BundleStore(store)
+    with bundles.lock():
+        version = bundles.publish(bundle)
+    typer.echo(bundles.path(version))
+
+
+@app.command()
+def versions(store: Store) -> None:
+    """List a store's versions, oldest first; the current one is marked with `*`."""
+    from pipeline.publish import BundleStore
+
+    bundles = BundleStore(store)
+    current = bundles.current_version()
+    for v in bundles.versions():
+        typer.echo(f"{'*' if v == current else ' '} {v}")
+
+
+@app.command()
+def retrain(
+    store: Store,
+    redis_url: Annotated[
+        str, typer.Option(envvar="GENREC_REDIS_URL", help="The Redis the service writes events to.")
+    ] = "redis://localhost:6379/0",
+    redis_prefix: Annotated[str, typer.Option(envvar="GENREC_REDIS_PREFIX")] = "genrec",
+    tolerance: Annotated[
+        float, typer.Option(help="Publish if new NDCG@10 ≥ current − tolerance.")
+    ] = 0.005,
+    refit_tokenizer: Annotated[
+        bool, typer.Option(help="Fit new codebooks for every item (IDs change).")
+    ] = False,
+    epochs: Annotated[int, typer.Option(help="Warm-start epochs.")] = 4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the warm start.")] = 1e-3,
+    min_events: Annotated[int, typer.Option(help="Skip retraining below this many.")] = 1,
+    beam_width: Annotated[int, typer.Option(help="Beam width of the gate's evaluation.")] = 64,
+    keep: Annotated[int, typer.Option(help="Versions to keep in the store.")] = 5,
+    max_minutes: Annotated[float | None, typer.Option(help="Training time budget.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Retrain on new events from the Redis stream; publish only if it passes the quality gate.
+
+    Prints a JSON summary. Exit code 0: published or no new events; 3: the gate rejected
+    the candidate (kept under ROOT/rejected/, events not consumed).
+    """
+    import redis
+
+    from pipeline.publish import BundleStore
+    from pipeline.retrain import REJECTED_EXIT_CODE, RetrainConfig
+    from pipeline.retrain import retrain as run
+
+    cfg = RetrainConfig(
+        tolerance=tolerance,
+        refit_tokenizer=refit_tokenizer,
+        min_events=min_events,
+        epochs=epochs,
+        lr=lr,
+        max_minutes=max_minutes,
+        test_beam=beam_width,
+        keep_versions=keep,
+        redis_prefix=redis_prefix,
+    )
+    from model.bundle import BundleError
+    from pipeline.publish import StoreBusy
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
+    try:
+        result = run(BundleStore(store), client, data_dir, cfg)
+    except (StoreBusy, BundleError) as e:
+        typer.echo(f"genrec retrain: {e}", err=True)
+        raise typer.Exit(1) from e
+    finally:
+        client.close()
+    typer.echo(json.dumps({"status": result.status, **result.summary}, indent=1, default=str))
+    if result.status == "rejected":
+        raise typer.Exit(REJECTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from pipeline.split import Split
+from pipeline.split import Split, training_matrix
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,8 @@ def collaborative(split: Split, dim: int = 64, seed: int = 0) -> np.ndarray:
     Only training positions are used, so validation and test targets never leak.
     Items with no training co-occurrence get a zero vector. Rows are L2-normalized.
     """
-    seqs = split.sequences
-    n_users, n_items = len(seqs.user_ids), seqs.n_items
-    lengths = seqs.lengths
-    pos = np.arange(len(seqs.items)) - np.repeat(seqs.offsets[:-1], lengths)
-    keep = pos < np.repeat(split.train_end(), lengths)
-    users = np.repeat(np.arange(n_users), lengths)[keep]
-    x = sp.csr_matrix(
-        (np.ones(keep.sum(), dtype=np.float64), (users, seqs.items[keep])), shape=(n_users, n_items)
-    )
-    x.data[:] = 1.0  # binary even if an item repeats
+    n_items = split.sequences.n_items
+    x = training_matrix(split)
     co = (x.T @ x).tocoo()
     off_diag = co.row != co.col
     row, col, val = co.row[off_diag], co.col[off_diag], co.data[off_diag]

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from model.bundle import Bundle, load_bundle
 from model.recommender import Recommender
 from pipeline.datasets import load_dataset
+from pipeline.events import bundle_dataset
 from pipeline.split import Examples, Split, build_sequences, leave_one_out
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,8 @@ def popularity_ranker(
 
 
 def split_for(bundle: Bundle, data_dir: Path) -> Split:
-    """The bundle's dataset, split again with the bundle's catalog order."""
-    dataset = load_dataset(bundle.manifest["data"], data_dir)
+    """The bundle's dataset (plus the events a retrain added), split again in catalog order."""
+    dataset = bundle_dataset(load_dataset(bundle.manifest["data"], data_dir), bundle)
     return leave_one_out(build_sequences(dataset, bundle.catalog.item_ids))
 
 

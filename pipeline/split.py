@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from pipeline.datasets import Dataset
 
@@ -117,3 +118,18 @@ def leave_one_out(seqs: Sequences) -> Split:
 
 def _examples(seqs: Sequences, users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Examples:
     return Examples(users, starts, ends, seqs.items[ends])
+
+
+def training_matrix(split: Split) -> sp.csr_matrix:
+    """Binary users × items matrix of the training positions only (no validation/test leak)."""
+    seqs = split.sequences
+    lengths = seqs.lengths
+    pos = np.arange(len(seqs.items)) - np.repeat(seqs.offsets[:-1], lengths)
+    keep = pos < np.repeat(split.train_end(), lengths)
+    users = np.repeat(np.arange(len(seqs.user_ids)), lengths)[keep]
+    x = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float64), (users, seqs.items[keep])),
+        shape=(len(seqs.user_ids), seqs.n_items),
+    )
+    x.data[:] = 1.0  # binary even if an item repeats
+    return x

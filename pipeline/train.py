@@ -1,6 +1,7 @@
 """Train a generator bundle end to end: split → embeddings → semantic IDs → lazy decoder → bundle.
 
 genrec train --dataset ml-100k --out artifacts/bundles/ml-100k
+torchrun --nproc-per-node 2 -m pipeline.train --dataset ml-100k --out artifacts/bundles/ml-100k
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ from model.config import PRESETS, GeneratorConfig
 from model.lazy_decoder import LazyDecoder
 from model.recommender import Recommender, gather_windows
 from pipeline.datasets import Dataset
+from pipeline.distributed import (
+    all_reduce_gradients,
+    broadcast_array,
+    broadcast_floats,
+    broadcast_module,
+    is_main,
+    mean_across_ranks,
+    rank,
+    world_size,
+)
 from pipeline.embeddings import EmbeddingKind, item_embeddings
 from pipeline.evaluate import evaluate_ranker, generator_ranker, popularity_ranker
 from pipeline.split import Examples, Split, build_sequences, leave_one_out
@@ -141,8 +152,14 @@ def optimize(
     cfg: TrainConfig,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """AdamW over shuffled runs with warm-up + cosine; keeps the weights with the best
-    validation NDCG@10 and stops after `patience` epochs without a gain. Returns them and the curve."""
-    torch.manual_seed(cfg.seed)
+    validation NDCG@10 and stops after `patience` epochs without a gain. Returns them and the curve.
+
+    Under torchrun every rank shuffles alike and takes its shard of each step's runs; gradients
+    are averaged across ranks (pipeline.distributed), rank 0 validates and all ranks follow
+    its early-stopping decision, so N processes take the same steps as one.
+    """
+    broadcast_module(model)
+    torch.manual_seed(cfg.seed + rank())
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(chunks) / cfg.batch_size)
@@ -154,28 +171,41 @@ def optimize(
         model.train()
         order = rng.permutation(len(chunks))
         losses = []
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, mininterval=1.0)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch}",
+            leave=False,
+            mininterval=1.0,
+            disable=not is_main(),
+        )
         for step in bar:
-            loss = step_loss(
-                chunks.subset(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
-            )
+            batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            mine = batch[rank() :: world_size()]  # this rank's shard (all of it in one process)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if len(mine):
+                loss = step_loss(chunks.subset(mine))
+                share = chunks.count[mine].sum() / chunks.count[batch].sum()
+                (loss * float(share)).backward()
+                losses.append(loss.item())
+            all_reduce_gradients(model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            losses.append(loss.item())
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
         model.eval()
-        val = validate()
+        val = validate() if is_main() else {"ndcg@10": 0.0, "recall@10": 0.0}
+        ndcg, recall, elapsed = broadcast_floats(
+            [val["ndcg@10"], val["recall@10"], time.monotonic() - started]
+        )
+        val = {"ndcg@10": ndcg, "recall@10": recall}
         point = {
             "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
+            "train_loss": mean_across_ranks(float(np.mean(losses))),
             "lr": sched.get_last_lr()[0],
             "valid_ndcg@10": val["ndcg@10"],
             "valid_recall@10": val["recall@10"],
-            "seconds": round(time.monotonic() - started, 1),
+            "seconds": round(elapsed, 1),
         }
         curve.append(point)
         log.info("epoch %s", json.dumps(point))
@@ -186,7 +216,7 @@ def optimize(
         if bad >= cfg.patience:
             log.info("early_stop epoch=%d best_valid_ndcg@10=%.4f", epoch, best)
             break
-        if cfg.max_minutes and time.monotonic() - started > 60 * cfg.max_minutes:
+        if cfg.max_minutes and elapsed > 60 * cfg.max_minutes:
             log.info("time_budget_reached epoch=%d minutes=%.1f", epoch, cfg.max_minutes)
             break
     return best_state, curve
@@ -251,11 +281,15 @@ def train(
     )
     x = item_embeddings(embedding, split, dataset.items, embedding_path, seed=cfg.seed)
     semantic_ids = fit_semantic_ids(x, tokenizer)
+    semantic_ids.codes = broadcast_array(semantic_ids.codes)  # under torchrun: rank 0's IDs
     log.info("tokenizer %s", json.dumps(semantic_ids.report))
+    torch.manual_seed(cfg.seed)  # torch seeds itself randomly per process: make init repeatable
     model = LazyDecoder(generator.for_catalog(semantic_ids.codebook_sizes, seqs.n_items))
     log.info("model params=%d", sum(p.numel() for p in model.parameters()))
     started = time.monotonic()
     state, curve = fit(model, semantic_ids.codes, split, cfg)
+    if not is_main():  # under torchrun only rank 0 evaluates and writes the bundle
+        return Path(out)
     model.load_state_dict(state)
     train_seconds = time.monotonic() - started
     metrics = test_metrics(model, semantic_ids, split, test_beam)
@@ -298,3 +332,11 @@ def recent_histories(split: Split, max_history: int) -> dict[str, list[str]]:
     seqs = split.sequences
     ids = np.asarray(seqs.item_ids)
     return {u: ids[seqs.history(i)[-max_history:]].tolist() for i, u in enumerate(seqs.user_ids)}
+
+
+if __name__ == "__main__":  # `python -m pipeline.train …` (and torchrun -m) = `genrec train …`
+    import sys
+
+    from pipeline.cli import app
+
+    app(["train", *sys.argv[1:]], prog_name="python -m pipeline.train")

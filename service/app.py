@@ -9,15 +9,16 @@ from contextlib import asynccontextmanager
 import torch
 from fastapi import FastAPI
 
-from model.bundle import load_bundle
+from model.bundle import Bundle, load_bundle
 from service.batcher import MicroBatcher
 from service.beam_controller import BeamController, ControllerConfig
-from service.engine import build_engine, run_jobs
+from service.engine import Engine, build_engine, run_jobs
 from service.errors import install_handlers
 from service.metrics import Metrics, MetricsMiddleware
+from service.reloader import Reloader
 from service.request_guard import RequestGuard
 from service.result_cache import ResultCache
-from service.routes import events, health, metrics, recommend, users
+from service.routes import admin, events, health, metrics, recommend, users
 from service.settings import Settings, get_settings
 from service.store import EmbeddedRedis, HistoryStore, connect
 
@@ -29,9 +30,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     s: Settings = app.state.settings
     if s.torch_threads:
         torch.set_num_threads(s.torch_threads)
+
+    def make_engine(bundle: Bundle) -> Engine:
+        return build_engine(bundle, s)
+
     bundle = load_bundle(s.bundle)
-    app.state.engine = build_engine(bundle, s)
-    app.state.metrics.set_model(bundle.version)
+    app.state.engine = make_engine(bundle)
+    app.state.metrics.watch_model(lambda: app.state.engine.version)  # follows reloads
     log.info(
         "bundle_loaded version=%s items=%d path=%s",
         bundle.version,
@@ -68,9 +73,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.metrics.watch_queue(lambda: batcher.depth, lambda: batcher.in_flight)
     batcher.start()
+    app.state.reloader = reloader = Reloader(
+        app.state, s.bundle, make_engine, store if s.seed_histories else None
+    )
+    if s.reload_poll_s:
+        reloader.start_polling(s.reload_poll_s)
     try:
         yield
     finally:
+        await reloader.stop()
         await batcher.stop()
         await client.aclose()
         if server:
@@ -87,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.state.metrics = Metrics()  # per app: tests run several apps in one process
     install_handlers(app)
-    for module in (recommend, events, users, health, metrics):
+    for module in (recommend, events, users, health, admin, metrics):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # inside the guard
     app.add_middleware(RequestGuard, max_bytes=app.state.settings.max_body_bytes)

@@ -11,6 +11,7 @@ from service.batcher import MicroBatcher
 from service.engine import Engine, Job, Result
 from service.errors import Unauthorized, Unavailable
 from service.metrics import Metrics
+from service.reloader import Reloader
 from service.result_cache import ResultCache
 from service.settings import Settings
 from service.store import HistoryStore
@@ -46,12 +47,17 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+async def get_reloader(request: Request) -> Reloader:
+    return request.app.state.reloader
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StoreDep = Annotated[HistoryStore, Depends(get_store)]
 BatcherDep = Annotated[MicroBatcher[Job, Result], Depends(get_batcher)]
 CacheDep = Annotated[ResultCache, Depends(get_cache)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 
 
 async def require_api_key(

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import BatchStats
@@ -58,13 +60,12 @@ class Metrics:
         self.overloaded = Counter(
             "genrec_overloaded_requests", "Requests shed because the queue was full.", registry=r
         )
-        self.model = Gauge(
-            "genrec_model_info", "The loaded model bundle (value 1).", ["version"], registry=r
-        )
+        self.model_version: Callable[[], str] | None = None
+        r.register(_ModelInfo(self))
 
-    def set_model(self, version: str) -> None:
-        self.model.clear()
-        self.model.labels(version=version).set(1)
+    def watch_model(self, version: Callable[[], str]) -> None:
+        """Report the version `version()` returns at each scrape (it changes on reload)."""
+        self.model_version = version
 
     def watch_queue(self, depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
@@ -74,6 +75,24 @@ class Metrics:
         self.batch_size.observe(stats.size)
         self.batch_seconds.observe(stats.seconds)
         self.server_width.set(stats.width)
+
+
+class _ModelInfo(Collector):
+    """`genrec_model_info{version=…} 1` for the bundle served at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return [GaugeMetricFamily("genrec_model_info", "The served model bundle (value 1).")]
+
+    def collect(self) -> list[Metric]:
+        family = GaugeMetricFamily(
+            "genrec_model_info", "The served model bundle (value 1).", labels=["version"]
+        )
+        if self.metrics.model_version is not None:
+            family.add_metric([self.metrics.model_version()], 1)
+        return [family]
 
 
 class MetricsMiddleware:

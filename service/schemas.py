@@ -87,3 +87,9 @@ class Ready(BaseModel):
     status: str
     model_version: str | None
     redis: bool
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool = Field(description="False when the bundle's version is already served.")
+    model_version: str = Field(description="The version served from now on.")
+    previous_version: str

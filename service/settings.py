@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     seed_histories: bool = Field(
         True, description="Load the bundle's user histories into Redis for users it lacks."
     )
+    reload_poll_s: float | None = Field(
+        None, gt=0, description="Check the bundle's version this often and hot-reload it."
+    )
 
     @model_validator(mode="after")
     def _onnx_runs_the_cached_path(self) -> Settings:

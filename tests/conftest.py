@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Before torch and faiss load: their two OpenMP pools otherwise spin-wait against each other
+# on 2 cores, and epochs after a k-means run ~10x slower (tests/pipeline/test_retrain.py: 54 s → 6 s).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import logging
 from pathlib import Path
 

@@ -27,3 +27,16 @@ def test_latency_is_labelled_by_route_template_not_raw_path(tmp_path):
     text = client.get("/metrics").text
     assert 'route="/v1/users/{user_id}/history"' in text
     assert "alice" not in text and "bob" not in text
+
+
+def test_model_info_follows_the_served_version():
+    from prometheus_client import generate_latest
+
+    from service.metrics import Metrics
+
+    metrics, served = Metrics(), ["v1"]
+    metrics.watch_model(lambda: served[0])
+    assert 'genrec_model_info{version="v1"} 1.0' in generate_latest(metrics.registry).decode()
+    served[0] = "v2"  # a hot reload swapped the engine
+    text = generate_latest(metrics.registry).decode()
+    assert 'genrec_model_info{version="v2"} 1.0' in text and "v1" not in text

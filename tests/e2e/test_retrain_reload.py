@@ -1,0 +1,101 @@
+"""End to end: train → serve → events → retrain → gate passes → hot reload under load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.stack import AUTH, EVENTS, post_new_events, start_stack, stop_stack
+
+
+@pytest.fixture(scope="module")
+def stack(synthetic_files, tmp_path_factory):
+    stack, proc = start_stack(synthetic_files, tmp_path_factory.mktemp("retrain"))
+    yield stack
+    stop_stack(stack, proc)
+
+
+class Traffic:
+    """Concurrent recommend requests (stored and explicit histories) until stopped; every
+    response is recorded. Bounded: each worker stops after `limit_s` whatever happens."""
+
+    def __init__(self, url: str, workers: int = 4, limit_s: float = 120.0) -> None:
+        self.url, self.limit_s = url, limit_s
+        self.stop = threading.Event()
+        self.results: list[tuple[int, str | None]] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(workers)]
+
+    def _run(self, worker: int) -> None:
+        deadline = time.monotonic() + self.limit_s
+        bodies = [{"user_id": f"u{worker}", "k": 5}, {"history": ["i1", "i2", "i3"], "k": 5}]
+        with httpx.Client(base_url=self.url, timeout=30) as c:
+            n = 0
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                try:
+                    r = c.post("/v1/recommend", json=bodies[n % 2])
+                    result = (r.status_code, r.json().get("model_version"))
+                except httpx.HTTPError as e:  # a dropped connection counts as a failure
+                    result = (0, type(e).__name__)
+                with self.lock:
+                    self.results.append(result)
+                n += 1
+
+    def __enter__(self) -> Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+    def wait_for(self, n: int, version: str, limit_s: float = 60.0) -> None:
+        """Until n responses from `version` have come back."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if sum(1 for _, v in self.results if v == version) >= n:
+                    return
+            time.sleep(0.05)
+
+
+def test_retrained_bundle_is_published_and_hot_reloaded_without_failed_requests(stack):
+    old = stack.served_version()
+    events = post_new_events(stack.url)
+    client = stack.redis()
+    assert client.xlen(EVENTS) == len(events)
+
+    done = subprocess.run(stack.retrain_cmd(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "published" and summary["gate"]["passed"]
+    assert summary["events_consumed"] == len(events) and summary["new_items"] == 3
+    new = summary["version"]
+    assert stack.store.current_version() == new and client.xlen(EVENTS) == 0
+    assert "retrain stage=gate" in done.stderr  # progress is logged stage by stage
+
+    with Traffic(stack.url) as traffic:
+        traffic.wait_for(20, old)
+        r = httpx.post(f"{stack.url}/admin/reload", headers=AUTH, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"reloaded": True, "model_version": new, "previous_version": old}
+        traffic.wait_for(20, new)
+    failures = [res for res in traffic.results if res[0] != 200]
+    assert failures == [] and len(traffic.results) >= 40
+    versions = [v for _, v in traffic.results]
+    assert old in versions and new in versions
+
+    # recommendations now come from the new version, which knows the new items and users
+    with httpx.Client(base_url=stack.url, timeout=30) as c:
+        body = c.post("/v1/recommend", json={"history": ["i1", "new0"], "k": 5}).json()
+        assert body["model_version"] == new and len(body["items"]) == 5
+        body = c.post("/v1/recommend", json={"user_id": "stranger2", "k": 5}).json()
+        assert body["model_version"] == new and body["history_length"] == 1
+    client.close()
