@@ -14,6 +14,7 @@ from service.batcher import MicroBatcher
 from service.beam_controller import BeamController, ControllerConfig
 from service.engine import Engine, build_engine, run_jobs
 from service.errors import install_handlers
+from service.malloc import keep_freed_memory
 from service.metrics import Metrics, MetricsMiddleware
 from service.reloader import Reloader
 from service.request_guard import RequestGuard
@@ -30,6 +31,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     s: Settings = app.state.settings
     if s.torch_threads:
         torch.set_num_threads(s.torch_threads)
+    if s.keep_freed_memory:
+        keep_freed_memory()
 
     def make_engine(bundle: Bundle) -> Engine:
         return build_engine(bundle, s)

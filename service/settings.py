@@ -43,6 +43,9 @@ class Settings(BaseSettings):
         description="Intra-op threads of the model (torch and ONNX Runtime). One by default: "
         "the event loop needs a core, and on a busy host spinning worker threads stall badly.",
     )
+    keep_freed_memory: bool = Field(
+        True, description="glibc keeps freed memory for the next batch (see service.malloc)."
+    )
     decoding: Decoding = Field(
         Decoding.cached, description="naive (reference), shared or cached; see model.decoding."
     )
