@@ -13,7 +13,7 @@ PORT ?= 8000
 API_KEY ?= demo-key-change-me
 export GENREC_DATA_DIR ?= data
 
-.PHONY: install demo train serve test lint bench-quality bench-studies clean
+.PHONY: install demo train serve test lint bench-quality bench-studies bench-serving clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench-quality: install
 bench-studies: install
 	$(BIN)/python benchmarks/tokenizer.py
 	$(BIN)/python benchmarks/generator.py
+
+# The real server under closed- and open-loop load (~5 min on 2 cores): benchmarks/results/serving.*
+bench-serving: train
+	$(BIN)/python benchmarks/serving.py --bundle $(BUNDLE) --data-dir $(GENREC_DATA_DIR)
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache

@@ -77,6 +77,16 @@ class TargetEmbedding(nn.Module):
         x = torch.cat([self.bos.expand(B, W, 1, -1), x], dim=2)  # (B, W, t+1, C)
         return x + self.level_emb.weight[: t + 1]
 
+    def at(self, last: Tensor, t: int) -> Tensor:
+        """Position t alone (for a KV-cached decoder): BOS at t = 0, else the code chosen at
+        level t−1; last (B, W) → (B, W, 1, C)."""
+        B, W = last.shape
+        if t == 0:
+            x = self.bos.expand(B, W, 1, -1)
+        else:
+            x = self.tok_emb(last + self.tok_offsets[t - 1])[:, :, None]
+        return x + self.level_emb.weight[t]
+
 
 class SwiGLU(nn.Module):
     def __init__(self, C: int, hidden: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -110,6 +112,30 @@ class DecoderBlock(nn.Module):
         x = x + self.drop(self.self_attention(self.norm_self(x)))
         return x + self.drop(self.ffn(self.norm_ffn(x)))
 
+    def cached_self_attention(self, x: Tensor, past: Tensor | None) -> tuple[Tensor, Tensor]:
+        """One new token per beam, x (B, W, 1, C), attends to itself and to the keys/values
+        of the earlier positions, past (2, B*W, H, t, D) → output and the extended (2, B*W, H, t+1, D).
+        """
+        B, W, _, _ = x.shape
+        H, D = self.n_heads, self.head_dim
+        qkv = self.qkv_self(x).view(B * W, 1, 3, H, D).transpose(1, 3)  # (BW, H, 3, 1, D)
+        q, k, v = qkv.unbind(2)  # each (BW, H, 1, D)
+        kv = torch.stack([k, v])  # (2, BW, H, 1, D)
+        if past is not None:
+            kv = torch.cat([past, kv], dim=3)  # (2, BW, H, t+1, D)
+        a = F.scaled_dot_product_attention(q, kv[0], kv[1])  # the newest token sees all: causal
+        return self.out_self(a.transpose(1, 2).reshape(B, W, 1, H * D)), kv
+
+    def extend(
+        self, x: Tensor, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, past: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """`forward` for the newest position only, x (B, W, 1, C), given the self-attention
+        cache of the earlier ones (see `cached_self_attention`) → (x, extended cache)."""
+        x = x + self.drop(self.cross_attention(self.norm_cross(x), ctx_k, ctx_v, ctx_bias))
+        a, kv = self.cached_self_attention(self.norm_self(x), past)
+        x = x + self.drop(a)
+        return x + self.drop(self.ffn(self.norm_ffn(x))), kv
+
 
 class LazyDecoder(nn.Module):
     """Reads a history, writes the next item's semantic ID one level at a time.
@@ -151,6 +177,24 @@ class LazyDecoder(nn.Module):
         """Log-probabilities (B, W, K_t) of the next level's code after `tokens` (B, W, t)."""
         h = self.decode(ctx_k, ctx_v, ctx_bias, tokens)[:, :, -1]  # (B, W, C)
         return self.heads.log_probs(h, tokens.shape[-1])
+
+    def extend(
+        self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, cache: Tensor | None, last: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """`step` with a self-attention KV cache: only the newest token of each beam is computed.
+
+        cache (n_layers, 2, B*W, H, t, D) holds the target positions before it (None at the
+        first level, where the newest token is BOS); last (B, W) is the code chosen at level
+        t-1 (ignored at the first level). Returns log_probs (B, W, K_t) and the cache with
+        position t appended. Beams reorder their cache rows between levels (the caller's job).
+        """
+        t = 0 if cache is None else cache.shape[4]
+        x = self.targets.at(last, t)  # (B, W, 1, C)
+        kvs = []
+        for i, block in enumerate(cast(list[DecoderBlock], self.blocks)):
+            x, kv = block.extend(x, ctx_k, ctx_v, ctx_bias, None if cache is None else cache[i])
+            kvs.append(kv)
+        return self.heads.log_probs(x[:, :, 0], t), torch.stack(kvs)
 
     def forward(
         self, hist_codes: Tensor, hist_items: Tensor, ctx_bias: Tensor, target_codes: Tensor

@@ -8,7 +8,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.beam_search import BeamState, TrieTensors, beam_schedule, beam_search
+from model.beam_search import NEG_INF, BeamState, TrieTensors, beam_schedule, beam_search
+from model.decoding import (
+    Context,
+    Decoding,
+    EagerRunner,
+    ItemContext,
+    Runner,
+    cached_step,
+    naive_step,
+    shared_step,
+)
 from model.lazy_decoder import LazyDecoder
 from tokenizer.trie import PrefixTrie
 
@@ -48,7 +58,7 @@ def rerank(state: BeamState, bonus: Tensor, alpha: float) -> BeamState:
     scores = state.scores + alpha * bonus  # −inf stays −inf
     scores, order = scores.sort(dim=1, descending=True)
     tokens = state.tokens.gather(1, order[..., None].expand_as(state.tokens))
-    return BeamState(tokens, state.nodes.gather(1, order), scores)
+    return BeamState(tokens, state.nodes.gather(1, order), scores, state.parents.gather(1, order))
 
 
 @dataclass
@@ -60,16 +70,49 @@ class Recommendations:
     codes: np.ndarray
 
 
+def concat_beams(states: list[BeamState]) -> BeamState:
+    """Final beams of separate searches → one state, narrower ones padded with empty beams."""
+    W = max(s.scores.shape[1] for s in states)
+
+    def pad(x: Tensor, fill: float) -> Tensor:
+        extra = W - x.shape[1]
+        return torch.cat([x, x.new_full((x.shape[0], extra, *x.shape[2:]), fill)], 1)
+
+    return BeamState(
+        torch.cat([pad(s.tokens, 0) for s in states]),
+        torch.cat([pad(s.nodes, -1) for s in states]),
+        torch.cat([pad(s.scores, NEG_INF) for s in states]),
+        torch.cat([pad(s.parents, 0) for s in states]),
+    )
+
+
 class Recommender:
-    """The model plus the catalog's codes and trie; one call serves a batch of requests."""
+    """The model plus the catalog's codes and trie; one call serves a batch of requests.
+
+    `decoding` picks the path (see `model.decoding`); `runner` executes the cached path
+    (PyTorch eager by default, or ONNX Runtime).
+    """
 
     def __init__(
-        self, model: LazyDecoder, codes: np.ndarray, trie: PrefixTrie | None = None
+        self,
+        model: LazyDecoder,
+        codes: np.ndarray,
+        trie: PrefixTrie | None = None,
+        decoding: Decoding | None = None,
+        runner: Runner | None = None,
     ) -> None:
         self.model = model.eval()
         self.codes = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))  # (N, L)
         self.trie = TrieTensors.from_trie(trie or PrefixTrie.build(codes, model.cfg.codebook_sizes))
         self.max_history = model.cfg.max_history
+        # The KV-cached path is the lazy decoder's; the comparison architectures use `shared`.
+        if decoding is None:
+            decoding = Decoding.cached if isinstance(model, LazyDecoder) else Decoding.shared
+        self.decoding = Decoding(decoding)
+        self.runner = runner or EagerRunner(model)
+        self.item_context = (
+            ItemContext(model, self.codes) if self.decoding is Decoding.cached else None
+        )
 
     @property
     def n_items(self) -> int:
@@ -78,30 +121,57 @@ class Recommender:
     def widths(self, beam_width: int, k: int) -> list[int]:
         return beam_schedule(beam_width, self.trie.n_levels, self.model.cfg.codebook_sizes, k)
 
-    def context(self, histories: list[np.ndarray]) -> tuple[Tensor, Tensor, Tensor]:
-        """Non-empty item-index histories → ctx_k, ctx_v (B, Hkv, T, D), ctx_bias (B, Hkv, 1, T)."""
+    def windows(self, histories: list[np.ndarray]) -> tuple[Tensor, Tensor, Tensor]:
+        """Non-empty item-index histories → hist_codes (B, T, L), hist_items, hist_mask (B, T)."""
         items, mask = gather_windows(*ragged(histories), self.max_history)
         items_t = torch.from_numpy(items)
-        return self.model.encode_context(self.codes[items_t], items_t, torch.from_numpy(mask))
+        return self.codes[items_t], items_t, torch.from_numpy(mask)
+
+    def context(self, histories: list[np.ndarray]) -> Context:
+        """Non-empty item-index histories → ctx_k, ctx_v (B, Hkv, T, D), ctx_bias (B, Hkv, 1, T)."""
+        return self.model.encode_context(*self.windows(histories))
 
     @torch.inference_mode()
     def search(
         self,
         histories: list[np.ndarray],
-        widths: list[int],
+        widths: list[int] | Tensor,
         exclude: list[np.ndarray] | None = None,
     ) -> BeamState:
-        """Constrained beam search for each history; `exclude` rows are never returned."""
-        ctx_k, ctx_v, ctx_bias = self.context(histories)
+        """Constrained beam search for each history; `exclude` rows are never returned.
 
-        def step(tokens: Tensor) -> Tensor:
-            return self.model.step(ctx_k, ctx_v, ctx_bias, tokens)
-
+        `widths`: one schedule for all, or one per history (B, L) (see `beam_search`).
+        """
         seen = pad_rows(exclude) if exclude is not None else None
-        state = beam_search(step, self.trie, widths, len(histories), seen)
+        B = len(histories)
+        ctx: Context | None = None
+        if self.decoding is Decoding.naive:
+            row_widths = torch.as_tensor(widths, dtype=torch.long).expand(B, -1)  # (B, L)
+            state = concat_beams(
+                [
+                    beam_search(
+                        naive_step(self.model, *self.windows([h])),
+                        self.trie,
+                        row_widths[b : b + 1],
+                        1,
+                        None if seen is None else seen[b : b + 1],
+                    )
+                    for b, h in enumerate(histories)
+                ]
+            )
+        else:
+            if self.decoding is Decoding.shared:
+                ctx = self.context(histories)
+                step = shared_step(self.model, ctx)
+            else:
+                assert self.item_context is not None
+                items, mask = gather_windows(*ragged(histories), self.max_history)
+                ctx = self.item_context(torch.from_numpy(items), torch.from_numpy(mask))
+                step = cached_step(self.runner, ctx)
+            state = beam_search(step, self.trie, widths, B, seen)
         alpha = self.model.cfg.dense_alpha
-        if alpha and getattr(self.model, "dense", None) is not None:
-            dense = self.model.dense_log_probs(ctx_k, ctx_v, ctx_bias)  # (B, N)
+        if alpha and getattr(self.model, "dense", None) is not None:  # LIGER-style re-ranking of the final beams
+            dense = self.model.dense_log_probs(*(ctx or self.context(histories)))  # (B, N)
             state = rerank(state, dense.gather(1, state.nodes.clamp(min=0)), alpha)
         return state
 

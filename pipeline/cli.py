@@ -149,6 +149,16 @@ def evaluate(
     typer.echo(json.dumps(evaluate_bundle(bundle, data_dir, beam_width, split), indent=1))
 
 
+@app.command("export-onnx")
+def export_onnx(
+    bundle: Annotated[Path, typer.Option(help="Bundle directory; its graphs are added to it.")],
+) -> None:
+    """Export the bundle's model to ONNX into the bundle (for GENREC_BACKEND=onnx)."""
+    from model.onnx_export import add_onnx_to_bundle
+
+    typer.echo(add_onnx_to_bundle(bundle))
+
+
 @app.command()
 def serve(
     bundle: Annotated[Path, typer.Option(envvar="GENREC_BUNDLE", help="Bundle directory.")],

@@ -11,11 +11,15 @@ from fastapi import FastAPI
 
 from model.bundle import Bundle, load_bundle
 from service.batcher import MicroBatcher
-from service.engine import Engine, run_jobs
+from service.beam_controller import BeamController, ControllerConfig
+from service.engine import Engine, build_engine, run_jobs
 from service.errors import install_handlers
+from service.malloc import keep_freed_memory
+from service.metrics import Metrics, MetricsMiddleware
 from service.reloader import Reloader
 from service.request_guard import RequestGuard
-from service.routes import admin, events, health, recommend, users
+from service.result_cache import ResultCache
+from service.routes import admin, events, health, metrics, recommend, users
 from service.settings import Settings, get_settings
 from service.store import EmbeddedRedis, HistoryStore, connect
 
@@ -27,12 +31,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     s: Settings = app.state.settings
     if s.torch_threads:
         torch.set_num_threads(s.torch_threads)
+    if s.keep_freed_memory:
+        keep_freed_memory()
 
     def make_engine(bundle: Bundle) -> Engine:
-        return Engine(bundle, s.default_beam_width, s.max_beam_width)
+        return build_engine(bundle, s)
 
     bundle = load_bundle(s.bundle)
     app.state.engine = make_engine(bundle)
+    app.state.metrics.watch_model(lambda: app.state.engine.version)  # follows reloads
     log.info(
         "bundle_loaded version=%s items=%d path=%s",
         bundle.version,
@@ -49,7 +56,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.warning(
                 "seed_histories_failed: the store is unreachable; continuing", exc_info=True
             )
-    app.state.batcher = batcher = MicroBatcher(run_jobs, s.batch_max_size, s.batch_max_wait_ms)
+    app.state.cache = ResultCache(client, s.redis_prefix, s.cache_ttl_s, app.state.metrics)
+    app.state.beam_controller = controller = BeamController(
+        ControllerConfig(
+            base_width=s.default_beam_width,
+            min_width=min(s.min_beam_width, s.default_beam_width),
+            slo_s=s.latency_slo_ms / 1000,
+            enabled=s.dynamic_beam,
+        )
+    )
+    app.state.batcher = batcher = MicroBatcher(
+        run_jobs,
+        s.batch_max_size,
+        s.batch_max_wait_ms,
+        s.queue_max,
+        controller,
+        app.state.metrics.batch,
+        s.model_workers,
+    )
+    app.state.metrics.watch_queue(lambda: batcher.depth, lambda: batcher.in_flight)
     batcher.start()
     app.state.reloader = reloader = Reloader(
         app.state, s.bundle, make_engine, store if s.seed_histories else None
@@ -74,8 +99,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or get_settings()
+    app.state.metrics = Metrics()  # per app: tests run several apps in one process
     install_handlers(app)
-    for module in (recommend, events, users, health, admin):
+    for module in (recommend, events, users, health, admin, metrics):
         app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # inside the guard
     app.add_middleware(RequestGuard, max_bytes=app.state.settings.max_body_bytes)
     return app

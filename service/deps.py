@@ -8,44 +8,59 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from service.batcher import MicroBatcher
-from service.engine import Engine, Job, Scored
+from service.engine import Engine, Job, Result
 from service.errors import Unauthorized, Unavailable
+from service.metrics import Metrics
 from service.reloader import Reloader
+from service.result_cache import ResultCache
 from service.settings import Settings
 from service.store import HistoryStore
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         raise Unavailable("no model is loaded yet")
     return engine
 
 
-def get_store(request: Request) -> HistoryStore:
-    return request.app.state.store
+async def get_store(request: Request) -> HistoryStore:
+    store = getattr(request.app.state, "store", None)
+    if store is None:
+        raise Unavailable("the history store is not open yet")
+    return store
 
 
-def get_batcher(request: Request) -> MicroBatcher[Job, list[Scored]]:
+async def get_batcher(request: Request) -> MicroBatcher[Job, Result]:
     return request.app.state.batcher
 
 
-def get_reloader(request: Request) -> Reloader:
+async def get_cache(request: Request) -> ResultCache:
+    return request.app.state.cache
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+async def get_reloader(request: Request) -> Reloader:
     return request.app.state.reloader
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StoreDep = Annotated[HistoryStore, Depends(get_store)]
-BatcherDep = Annotated[MicroBatcher[Job, list[Scored]], Depends(get_batcher)]
+BatcherDep = Annotated[MicroBatcher[Job, Result], Depends(get_batcher)]
+CacheDep = Annotated[ResultCache, Depends(get_cache)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep, x_api_key: Annotated[str | None, Header(max_length=256)] = None
 ) -> None:
     """Write and admin endpoints need `X-API-Key`; with no key configured they are disabled."""

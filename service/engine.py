@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from model.bundle import Bundle
+from model.decoding import Decoding, Runner
 from model.recommender import Recommender
 from service.errors import BadInput
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Query:
-    """One request, validated: a non-empty history of catalog indices."""
+    """One request, validated: a non-empty history of catalog indices and the width it asks
+    for (None: the server's default); the server may lower it under load."""
 
     history: np.ndarray
     k: int
-    widths: tuple[int, ...]
+    beam_width: int | None
     exclude_seen: bool
 
 
@@ -29,13 +36,41 @@ class Scored:
     semantic_id: list[int]
 
 
+@dataclass(frozen=True)
+class Result:
+    items: list[Scored]
+    widths: tuple[int, ...]  # beam width used at each level
+
+
+def width_groups(finals: list[int], spread: float = 2.0) -> list[list[int]]:
+    """Indices of queries grouped so that a group's widest final width is at most `spread`
+    times its narrowest: one beam search per group, little padding, few groups."""
+    order = sorted(range(len(finals)), key=finals.__getitem__)
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and finals[i] <= spread * finals[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 class Engine:
     """A loaded bundle, ready to answer batches of queries (called from one worker thread)."""
 
-    def __init__(self, bundle: Bundle, default_beam_width: int, max_beam_width: int) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        default_beam_width: int,
+        max_beam_width: int,
+        decoding: Decoding = Decoding.cached,
+        runner: Runner | None = None,
+    ) -> None:
         self.bundle = bundle
         self.catalog = bundle.catalog
-        self.recommender = Recommender(bundle.model, bundle.semantic_ids.codes)
+        self.recommender = Recommender(
+            bundle.model, bundle.semantic_ids.codes, decoding=decoding, runner=runner
+        )
         self.default_beam_width, self.max_beam_width = default_beam_width, max_beam_width
 
     @property
@@ -56,29 +91,39 @@ class Engine:
     def query(
         self, history: np.ndarray, k: int, beam_width: int | None, exclude_seen: bool
     ) -> Query:
-        width = min(beam_width or self.default_beam_width, self.max_beam_width)
         if len(history) == 0:
             raise BadInput(
                 "the history has no items this model knows; pass a history of catalog items"
             )
-        if exclude_seen and len(np.unique(history)) + k > len(self.catalog):
-            raise BadInput(
-                f"k={k} exceeds the {len(self.catalog)} catalog items not in the history"
-            )
-        return Query(history, k, tuple(self.recommender.widths(max(width, k), k)), exclude_seen)
+        n = len(self.catalog)
+        if exclude_seen and len(history) + k > n and len(np.unique(history)) + k > n:
+            raise BadInput(f"k={k} exceeds the {n} catalog items not in the history")
+        return Query(history, k, beam_width, exclude_seen)
 
-    def run(self, queries: list[Query]) -> list[list[Scored]]:
-        """Decode a batch; queries with the same widths and exclusion share one beam search."""
-        out: list[list[Scored]] = [[] for _ in queries]
-        groups: dict[tuple[tuple[int, ...], bool], list[int]] = {}
-        for i, q in enumerate(queries):
-            groups.setdefault((q.widths, q.exclude_seen), []).append(i)
-        for (widths, exclude), members in groups.items():
-            histories = [queries[i].history for i in members]
-            state = self.recommender.search(histories, list(widths), histories if exclude else None)
+    def final_width(self, q: Query, server_width: int) -> int:
+        """The query's own width (or the default), capped, scaled down as the server's width
+        is below its default (load), and never below k."""
+        want = min(q.beam_width or self.default_beam_width, self.max_beam_width)
+        scaled = want * min(1.0, server_width / self.default_beam_width)
+        return max(q.k, round(scaled))
+
+    def run(self, queries: list[Query], server_width: int) -> list[Result]:
+        """Decode a batch; queries of similar width share one beam search (each keeps its own)."""
+        out: list[Result] = [Result([], ()) for _ in queries]
+        finals = [self.final_width(q, server_width) for q in queries]
+        for members in width_groups(finals):
+            group = [queries[i] for i in members]
+            schedules = [self.recommender.widths(finals[i], queries[i].k) for i in members]
+            histories = [q.history for q in group]
+            exclude = [q.history if q.exclude_seen else q.history[:0] for q in group]
+            any_exclusion = any(q.exclude_seen for q in group)
+            state = self.recommender.search(
+                histories, torch.tensor(schedules), exclude if any_exclusion else None
+            )
             items, scores, codes = state.nodes.numpy(), state.scores.numpy(), state.tokens.numpy()
             for row, i in enumerate(members):
-                out[i] = self._results(items[row], scores[row], codes[row], queries[i].k)
+                hits = self._results(items[row], scores[row], codes[row], queries[i].k)
+                out[i] = Result(hits, tuple(schedules[row]))
         return out
 
     def _results(
@@ -96,17 +141,40 @@ class Engine:
         ]
 
 
+def build_engine(bundle: Bundle, settings: Settings) -> Engine:
+    """The engine the settings ask for: decoding path and backend (ONNX graphs from the
+    bundle when it carries them, else exported now, which takes seconds)."""
+    runner: Runner | None = None
+    if settings.backend == "onnx":
+        from model.onnx_export import bundle_onnx, export_onnx
+        from model.onnx_runtime import OnnxRunner
+
+        graphs = bundle_onnx(bundle)
+        if graphs is None:
+            log.warning("onnx_export_at_load bundle=%s (run `genrec export-onnx`)", bundle.path)
+            graphs = export_onnx(bundle.model)
+        runner = OnnxRunner(graphs, bundle.model.cfg.n_levels, settings.torch_threads or 1)
+    return Engine(
+        bundle,
+        settings.default_beam_width,
+        settings.max_beam_width,
+        settings.decoding,
+        runner,
+    )
+
+
 Job = tuple[Engine, Query]
 
 
-def run_jobs(jobs: list[Job]) -> list[list[Scored]]:
+def run_jobs(jobs: list[Job], server_width: int) -> list[Result]:
     """Run a mixed batch; jobs made against different bundles (during a reload) run apart."""
-    out: list[list[Scored]] = [[] for _ in jobs]
+    out: list[Result] = [Result([], ()) for _ in jobs]
     by_engine: dict[int, list[int]] = {}
     for i, (engine, _) in enumerate(jobs):
         by_engine.setdefault(id(engine), []).append(i)
     for members in by_engine.values():
         engine = jobs[members[0]][0]
-        for i, res in zip(members, engine.run([jobs[i][1] for i in members]), strict=True):
+        results = engine.run([jobs[i][1] for i in members], server_width)
+        for i, res in zip(members, results, strict=True):
             out[i] = res
     return out

@@ -44,6 +44,12 @@ class PayloadTooLarge(ServiceError):
     status, title = 413, "Payload too large"
 
 
+class Overloaded(ServiceError):
+    """Too many requests are waiting for the model: shed at once rather than time out."""
+
+    status, title = 503, "Overloaded"
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
@@ -59,7 +65,10 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+        response = problem(exc.status, exc.title, exc.detail, **exc.extra)
+        if isinstance(exc, Overloaded):
+            response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

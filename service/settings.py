@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model.decoding import Decoding
 
 
 class Settings(BaseSettings):
@@ -28,13 +31,45 @@ class Settings(BaseSettings):
     max_beam_width: int = Field(256, ge=1)
     batch_max_size: int = Field(32, ge=1)
     batch_max_wait_ms: float = Field(2.0, ge=0)
-    torch_threads: int | None = Field(None, ge=1)
+    model_workers: int = Field(
+        1, ge=1, description="Batches decoded at once, each on its own thread (and core)."
+    )
+    queue_max: int = Field(
+        512, ge=1, description="Requests waiting for the model beyond this get 503 (shed load)."
+    )
+    torch_threads: int | None = Field(
+        1,
+        ge=1,
+        description="Intra-op threads of the model (torch and ONNX Runtime). One by default: "
+        "the event loop needs a core, and on a busy host spinning worker threads stall badly.",
+    )
+    keep_freed_memory: bool = Field(
+        True, description="glibc keeps freed memory for the next batch (see service.malloc)."
+    )
+    decoding: Decoding = Field(
+        Decoding.cached, description="naive (reference), shared or cached; see model.decoding."
+    )
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="Runner of the cached path: PyTorch eager or ONNX Runtime."
+    )
+    dynamic_beam: bool = Field(True, description="Shrink the beam under load (beam_controller).")
+    latency_slo_ms: float = Field(100.0, gt=0, description="Latency the beam controller protects.")
+    min_beam_width: int = Field(
+        8, ge=1, description="The controller never goes below this (nor below a request's k)."
+    )
+    cache_ttl_s: float = Field(60.0, ge=0, description="Result cache TTL in Redis; 0 turns it off.")
     seed_histories: bool = Field(
         True, description="Load the bundle's user histories into Redis for users it lacks."
     )
     reload_poll_s: float | None = Field(
         None, gt=0, description="Check the bundle's version this often and hot-reload it."
     )
+
+    @model_validator(mode="after")
+    def _onnx_runs_the_cached_path(self) -> Settings:
+        if self.backend == "onnx" and self.decoding is not Decoding.cached:
+            raise ValueError("GENREC_BACKEND=onnx runs the cached path: set GENREC_DECODING=cached")
+        return self
 
 
 @lru_cache

@@ -58,3 +58,15 @@ def embedded_redis(tmp_path):
     server = EmbeddedRedis(tmp_path / "redis")
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_bundle(tiny_bundle, tmp_path_factory) -> Path:
+    """A copy of the tiny bundle that carries its ONNX graphs (`genrec export-onnx`)."""
+    import shutil
+
+    from model.onnx_export import add_onnx_to_bundle
+
+    out = tmp_path_factory.mktemp("bundles-onnx") / "tiny"
+    shutil.copytree(tiny_bundle, out)
+    return add_onnx_to_bundle(out)

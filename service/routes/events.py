@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.deps import ApiKey, EngineDep, StoreDep
+from service.deps import ApiKey, CacheDep, EngineDep, MetricsDep, StoreDep
+from service.errors import Unavailable
 from service.schemas import EventsRequest, EventsResponse
 
 router = APIRouter(prefix="/v1", tags=["events"], dependencies=[ApiKey])
 
 
 @router.post("/events", response_model=EventsResponse)
-async def post_events(req: EventsRequest, store: StoreDep, engine: EngineDep) -> EventsResponse:
-    """Append events in one transaction: all are stored or, on a store failure (503), none."""
-    accepted = await store.append((e.user_id, e.item_id, e.timestamp) for e in req.events)
+async def post_events(
+    req: EventsRequest, store: StoreDep, engine: EngineDep, cache: CacheDep, metrics: MetricsDep
+) -> EventsResponse:
+    """Append events in one transaction: all are stored or, on a store failure (503), none.
+    The users' cached recommendations are dropped (a cache failure never fails the call)."""
+    try:
+        accepted = await store.append((e.user_id, e.item_id, e.timestamp) for e in req.events)
+    except Unavailable:
+        metrics.redis_errors.labels("events").inc()
+        raise
+    await cache.invalidate(e.user_id for e in req.events)
     unknown = sum(1 for e in req.events if e.item_id not in engine.catalog.index)
     return EventsResponse(accepted=accepted, unknown_items=unknown)

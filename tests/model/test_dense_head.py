@@ -16,6 +16,7 @@ def test_rerank_orders_by_log_prob_plus_weighted_bonus_and_keeps_empty_beams_las
         tokens=torch.tensor([[[0], [1], [2]]]),
         nodes=torch.tensor([[10, 11, -1]]),
         scores=torch.tensor([[-1.0, -2.0, float("-inf")]]),
+        parents=torch.tensor([[0, 0, 1]]),
     )
     out = rerank(state, torch.tensor([[0.0, 3.0, 5.0]]), alpha=0.5)
     assert out.nodes.tolist() == [[11, 10, -1]]

@@ -1,23 +1,32 @@
-"""The micro-batcher groups concurrent queries and isolates failures."""
+"""The micro-batcher groups concurrent queries, bounds its queue, isolates failures, and asks
+the width policy once per batch."""
 
 import asyncio
 import threading
 
 import pytest
 
-from service.batcher import MicroBatcher
+from service.batcher import FixedWidth, MicroBatcher
+from service.errors import Overloaded
+
+
+def batcher(
+    run, max_size=8, max_wait_ms=50.0, max_queue=1000, policy=None, on_batch=None, workers=1
+):
+    policy = policy or FixedWidth(64)
+    return MicroBatcher(run, max_size, max_wait_ms, max_queue, policy, on_batch, workers)
 
 
 def test_concurrent_queries_share_a_batch():
     sizes, threads = [], set()
 
-    def run(batch):
+    def run(batch, width):
         sizes.append(len(batch))
         threads.add(threading.current_thread().name)
         return [q * 2 for q in batch]
 
     async def go():
-        b = MicroBatcher(run, max_size=8, max_wait_ms=50)
+        b = batcher(run)
         b.start()
         try:
             return await asyncio.gather(*(b.submit(i) for i in range(20)))
@@ -30,13 +39,13 @@ def test_concurrent_queries_share_a_batch():
 
 
 def test_a_failing_batch_fails_its_queries_and_the_loop_goes_on():
-    def run(batch):
+    def run(batch, width):
         if "bad" in batch:
             raise ValueError("boom")
         return batch
 
     async def go():
-        b = MicroBatcher(run, max_size=4, max_wait_ms=0)
+        b = batcher(run, max_size=4, max_wait_ms=0)
         b.start()
         try:
             with pytest.raises(ValueError):
@@ -46,3 +55,120 @@ def test_a_failing_batch_fails_its_queries_and_the_loop_goes_on():
             await b.stop()
 
     assert asyncio.run(go()) == "good"
+
+
+def test_a_full_queue_sheds_new_queries_at_once():
+    release = threading.Event()
+
+    def run(batch, width):
+        release.wait(10)
+        return batch
+
+    async def go():
+        b = batcher(run, max_size=1, max_wait_ms=0, max_queue=2)
+        b.start()
+        try:
+            first = asyncio.ensure_future(b.submit(0))
+            while b.in_flight == 0:  # the first query is running, the queue is empty
+                await asyncio.sleep(0.001)
+            waiting = [asyncio.ensure_future(b.submit(i)) for i in (1, 2)]
+            await asyncio.sleep(0)
+            with pytest.raises(Overloaded):
+                await b.submit(3)
+            release.set()
+            return await asyncio.gather(first, *waiting)
+        finally:
+            release.set()
+            await b.stop()
+
+    assert asyncio.run(go()) == [0, 1, 2]
+
+
+class RecordingPolicy:
+    def admits(self, pending):
+        return True
+
+    def __init__(self):
+        self.pending, self.observed = [], []
+
+    def width(self, pending):
+        self.pending.append(pending)
+        return 8 if pending > 4 else 32
+
+    def observe(self, requests, width, seconds):
+        self.observed.append((requests, width))
+
+
+def test_the_policy_sees_the_pending_load_and_the_batch_runs_at_its_width():
+    policy, widths, stats = RecordingPolicy(), [], []
+
+    def run(batch, width):
+        widths.append(width)
+        return batch
+
+    async def go():
+        b = batcher(run, max_size=16, max_wait_ms=20, policy=policy, on_batch=stats.append)
+        b.start()
+        try:
+            await asyncio.gather(*(b.submit(i) for i in range(10)))
+            await b.submit(99)
+        finally:
+            await b.stop()
+
+    asyncio.run(go())
+    assert policy.pending == [10, 1] and widths == [8, 32]
+    assert policy.observed == [(10, 8), (1, 32)]
+    assert [(s.size, s.width) for s in stats] == [(10, 8), (1, 32)]
+
+
+class Shedding(RecordingPolicy):
+    def admits(self, pending):
+        return pending < 2
+
+
+def test_queries_past_the_policys_budget_are_shed():
+    release = threading.Event()
+
+    def run(batch, width):
+        release.wait(10)
+        return batch
+
+    async def go():
+        b = batcher(run, max_size=1, max_wait_ms=0, policy=Shedding())
+        b.start()
+        try:
+            first = asyncio.ensure_future(b.submit(0))
+            while b.in_flight == 0:
+                await asyncio.sleep(0.001)
+            second = asyncio.ensure_future(b.submit(1))  # pending 1: admitted
+            await asyncio.sleep(0)
+            with pytest.raises(Overloaded):
+                await b.submit(2)  # pending 2: shed
+            release.set()
+            return await asyncio.gather(first, second)
+        finally:
+            release.set()
+            await b.stop()
+
+    assert asyncio.run(go()) == [0, 1]
+
+
+def test_idle_workers_share_a_gathered_batch():
+    sizes, threads, both = [], set(), threading.Barrier(2, timeout=5)
+
+    def run(batch, width):
+        sizes.append(len(batch))
+        threads.add(threading.current_thread().name)
+        both.wait()  # both halves run at the same time
+        return batch
+
+    async def go():
+        b = batcher(run, max_size=16, max_wait_ms=20, workers=2)
+        b.start()
+        try:
+            return await asyncio.gather(*(b.submit(i) for i in range(10)))
+        finally:
+            await b.stop()
+
+    assert asyncio.run(go()) == list(range(10))
+    assert sorted(sizes) == [5, 5] and len(threads) == 2
