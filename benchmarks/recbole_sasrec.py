@@ -68,17 +68,24 @@ def main() -> None:
     ap.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "recbole_sasrec.json"
     )
+    ap.add_argument("--fresh", action="store_true", help="rerun seeds that already have a result")
     args = ap.parse_args()
     python = ensure_venv(args.venv)
     workdir = args.data_dir / "recbole-work"
     targets = write_inputs(workdir, args.data_dir)
     runs = []
     for seed in args.seeds:
-        subprocess.run(  # cwd: RecBole writes its log folders there
-            [str(python), str(ROOT / "benchmarks" / "recbole_runner.py"), str(workdir), str(seed)],
-            check=True,
-            cwd=workdir,
-        )
+        if args.fresh or not (workdir / f"result-{seed}.json").exists():  # a finished seed is kept
+            subprocess.run(  # cwd: RecBole writes its log folders there
+                [
+                    str(python),
+                    str(ROOT / "benchmarks" / "recbole_runner.py"),
+                    str(workdir),
+                    str(seed),
+                ],
+                check=True,
+                cwd=workdir,
+            )
         r = json.loads((workdir / f"result-{seed}.json").read_text())
         mismatched = [
             u for u, t in zip(r["users"], r["targets"], strict=True) if targets.get(u) != t
