@@ -2,7 +2,8 @@
 
     python benchmarks/sasrec_tuning.py [--seed 0]
 
-Grid: hidden 64 or 128, dropout 0.2 or 0.5 (hidden and attention), learning rate 1e-3 or 3e-3;
+Grid: hidden 64 or 128 × dropout 0.2 or 0.5 (hidden and attention), learning rate 3e-3 (an
+earlier seed-0 sweep at hidden 64 scored 1e-3 below 3e-3 on validation at both dropouts);
 2 layers, 2 heads, history 50, cross-entropy over all items, early stopping (patience 10).
 Writes benchmarks/results/sasrec_tuning.{json,md}; benchmarks/quality.py uses the winner.
 """
@@ -25,7 +26,7 @@ def main() -> None:
     args = ap.parse_args()
     _, split = ml100k(args.data_dir)
     runs = []
-    for d, drop, lr in itertools.product((64, 128), (0.2, 0.5), (1e-3, 3e-3)):
+    for d, drop, lr in itertools.product((64, 128), (0.2, 0.5), (3e-3,)):
         train = TrainConfig(epochs=200, patience=10, lr=lr, weight_decay=0.0, warmup_steps=100)
         r = run_sasrec(
             split,

@@ -170,7 +170,9 @@ class Recommender:
                 step = cached_step(self.runner, ctx)
             state = beam_search(step, self.trie, widths, B, seen)
         alpha = self.model.cfg.dense_alpha
-        if alpha and getattr(self.model, "dense", None) is not None:  # LIGER-style re-ranking of the final beams
+        if (
+            alpha and getattr(self.model, "dense", None) is not None
+        ):  # LIGER-style re-ranking of the final beams
             dense = self.model.dense_log_probs(*(ctx or self.context(histories)))  # (B, N)
             state = rerank(state, dense.gather(1, state.nodes.clamp(min=0)), alpha)
         return state

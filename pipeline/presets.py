@@ -1,7 +1,7 @@
 """Named training recipes: generator size, tokenizer, optimisation and embedding, chosen together.
 
-`demo` is what `make demo` trains (≤ 10 minutes on 2 cores); `best` is the recipe behind the
-quality table (longer); `tiny` is for tests. benchmarks/quality.py measures them.
+`demo` is what `make demo` trains (≤ 10 minutes on 2 cores) and what benchmarks/quality.py
+measures; `tiny` is for tests. A recipe joins this list only with a benchmark row behind it.
 """
 
 from __future__ import annotations
@@ -26,12 +26,6 @@ def preset_demo() -> Preset:
     return Preset(generator_small(), TrainConfig(epochs=12), note="about 5 minutes on 2 cores")
 
 
-def preset_best() -> Preset:
-    return Preset(
-        generator_small(), TrainConfig(epochs=40, patience=6), note="about 15 minutes on 2 cores"
-    )
-
-
 def preset_tiny() -> Preset:
     return Preset(
         generator_tiny(),
@@ -40,4 +34,4 @@ def preset_tiny() -> Preset:
     )
 
 
-PRESETS = {"demo": preset_demo, "best": preset_best, "tiny": preset_tiny}
+PRESETS = {"demo": preset_demo, "tiny": preset_tiny}
