@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "data" / "bench-runs"
 sys.path.insert(0, str(ROOT))
 
 from model.config import GeneratorConfig, generator_small  # noqa: E402
@@ -61,6 +64,25 @@ def run_genrec(
     generator = generator or generator_small()
     tokenizer = replace(tokenizer or TokenizerConfig(), seed=seed)
     train = replace(train or TrainConfig(), seed=seed)
+    if not keep_model:  # a run without its model is kept on disk
+        key = {"generator": generator, "tokenizer": tokenizer, "train": train}
+        key |= {"embedding": embedding, "beam": beam, "beams": beams}
+        return kept(
+            "genrec",
+            key,
+            lambda: run_genrec(
+                dataset,
+                split,
+                seed=seed,
+                generator=generator,
+                tokenizer=tokenizer,
+                train=train,
+                embedding=embedding,
+                beam=beam,
+                beams=beams,
+                keep_model=True,
+            ),
+        )
     trained = train_generator(split, dataset.items, generator, tokenizer, train, embedding)  # type: ignore[arg-type]
     rec = Recommender(trained.model, trained.semantic_ids.codes)
     out: dict[str, Any] = {
@@ -94,6 +116,14 @@ def run_sasrec(
     split: Split, *, seed: int, config: dict[str, Any], train: TrainConfig
 ) -> dict[str, Any]:
     cfg = SASRecConfig(n_items=split.sequences.n_items, **config)
+    return kept(
+        "sasrec",
+        {"config": cfg, "train": replace(train, seed=seed)},
+        lambda: _sasrec(split, seed, cfg, train),
+    )
+
+
+def _sasrec(split: Split, seed: int, cfg: SASRecConfig, train: TrainConfig) -> dict[str, Any]:
     started = time.monotonic()
     model, curve = train_sasrec(split, cfg, replace(train, seed=seed))
     return {
@@ -131,6 +161,20 @@ def write(name: str, data: dict[str, Any], markdown: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1, default=_json_default))
     (RESULTS / f"{name}.md").write_text(markdown)
     print(markdown)
+
+
+def kept(kind: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A finished run, kept under data/bench-runs and keyed by its whole configuration: an
+    interrupted benchmark resumes, and studies that share a run train it once. Delete the
+    folder after changing training code."""
+    text = json.dumps(key, sort_keys=True, default=_json_default)
+    path = RUNS / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    out = {k: v for k, v in run().items() if k not in ("model", "codes")}
+    RUNS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, default=_json_default))
+    return out
 
 
 def _json_default(o: Any) -> Any:
