@@ -1,12 +1,15 @@
 """Runs RecBole 1.2.1's SASRec inside RecBole's own virtual environment (no genrec imports).
 
-Called by benchmarks/recbole_sasrec.py:  <recbole-venv>/bin/python benchmarks/recbole_runner.py WORKDIR SEED
+Called by benchmarks/recbole_sasrec.py:  <recbole-venv>/bin/python benchmarks/recbole_runner.py WORKDIR SEED MINUTES
+Training stops at RecBole's own early stopping or after MINUTES, whichever comes first; either
+way the best checkpoint on validation is the one tested.
 Reads WORKDIR/genrec-ml-100k/genrec-ml-100k.inter and WORKDIR/seen.json; writes WORKDIR/result-SEED.json
 with, per test user, the held-out item and its rank with and without the user's seen items masked.
 """
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -20,9 +23,16 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
 
+class OutOfTime(Exception):
+    pass
+
+
+def out_of_time(signum, frame):
+    raise OutOfTime
+
+
 def main() -> None:
-    workdir, seed = sys.argv[1], int(sys.argv[2])
-    overrides = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    workdir, seed, minutes = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     config = Config(
         model="SASRec",
         dataset="genrec-ml-100k",
@@ -45,14 +55,13 @@ def main() -> None:
             "metrics": ["Recall", "NDCG"],
             "topk": [5, 10, 20],
             "valid_metric": "NDCG@10",
-            "epochs": 30,  # RecBole default 300; ~150 s per epoch on one CPU thread
+            "epochs": 300,
             "stopping_step": 10,
             "eval_batch_size": 4096,
             "seed": seed,
             "reproducibility": True,
             "use_gpu": False,
             "show_progress": False,
-            **overrides,
         },
     )
     init_seed(config["seed"], config["reproducibility"])
@@ -65,7 +74,14 @@ def main() -> None:
     model = model_class(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     started = time.monotonic()
-    best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.alarm(int(minutes * 60))
+    try:
+        trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+        stopped_by = "early stopping" if trainer.cur_step >= config["stopping_step"] else "epochs"
+    except OutOfTime:
+        stopped_by = "time budget"
+    signal.alarm(0)
     train_seconds = time.monotonic() - started
     native = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
 
@@ -90,7 +106,8 @@ def main() -> None:
             targets += list(dataset.id2token("item_id", positive_i.numpy()))
     out = {
         "seed": seed,
-        "best_valid_ndcg@10": float(best_valid),
+        "best_valid_ndcg@10": float(trainer.best_valid_score),
+        "stopped_by": stopped_by,
         "train_seconds": train_seconds,
         "epochs_run": len(trainer.train_loss_dict),
         "epochs_since_best": trainer.cur_step,  # < stopping_step: stopped by the epoch cap

@@ -22,11 +22,9 @@ VARIANTS: dict[str, tuple[str, TokenizerConfig]] = {
     "RQ-KMeans balanced, K=32, collab": ("collab", TokenizerConfig()),
     "RQ-KMeans plain, K=32, collab": ("collab", TokenizerConfig(balanced=False)),
     "RQ-VAE, K=32, collab": ("collab", TokenizerConfig(kind="rq-vae")),
-    "RQ-KMeans balanced, K=16, collab": ("collab", TokenizerConfig(codebook_size=16)),
     "RQ-KMeans balanced, K=64, collab": ("collab", TokenizerConfig(codebook_size=64)),
     "RQ-KMeans balanced, K=32, text (MiniLM)": ("text", TokenizerConfig()),
     "RQ-KMeans balanced, K=32, hybrid": ("hybrid", TokenizerConfig()),
-    "RQ-VAE, K=32, text (MiniLM)": ("text", TokenizerConfig(kind="rq-vae")),
 }
 
 
