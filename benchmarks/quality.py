@@ -59,7 +59,8 @@ def main() -> None:
         ]
         rows[f"genrec ({name})"] = {"runs": runs, "preset": name}
     tuning = json.loads((RESULTS / "sasrec_tuning.json").read_text())
-    sas_cfg, sas_train = tuning["best"]["config"], TrainConfig(**tuning["train"])
+    sas_cfg = {k: v for k, v in tuning["best"]["config"].items() if k != "n_items"}
+    sas_train = TrainConfig(**tuning["train"])
     rows["SASRec (genrec code)"] = {  # the tuning run is this configuration's seed-`seed` run
         "runs": [
             tuning["best"]
