@@ -321,7 +321,7 @@ def train_generator(
     started = time.monotonic()
     state, curve = fit(model, semantic_ids.codes, split, cfg)
     model.load_state_dict(state)
-    if model.dense is not None and is_main():
+    if isinstance(model, LazyDecoder) and model.dense is not None and is_main():
         tune_dense_alpha(model.eval(), semantic_ids.codes, split, cfg.eval_beam)
     return Trained(model.eval(), semantic_ids, curve, time.monotonic() - started)
 
