@@ -1,6 +1,6 @@
 """Lazy decoder vs naive decoder-only vs encoder-decoder on ml-100k at matched parameter counts.
 
-    python benchmarks/generator.py [--seed 0] [--minutes 10]
+    python benchmarks/generator.py [--seed 0] [--minutes 3]
 
 Same semantic IDs, split, optimiser and selection (validation NDCG@10) for all three. The
 lazy decoder trains on runs of 16 targets that share one context (its K/V do not depend on
@@ -60,7 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=str(ROOT / "data"))
-    ap.add_argument("--minutes", type=float, default=10.0, help="training budget per row")
+    ap.add_argument("--minutes", type=float, default=3.0, help="training budget per row")
     args = ap.parse_args()
     dataset, split = ml100k(args.data_dir)
     preset = preset_demo()
