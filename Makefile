@@ -48,14 +48,16 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Quality table (genrec vs popularity vs SASRec, 3 seeds): about 1.5 hours on 2 cores.
+# Quality table (genrec vs popularity vs SASRec, 3 seeds): about 4 hours on a shared 2-core host.
+# Finished runs are kept in data/bench-runs, so an interrupted run resumes.
 bench-quality: install
 	test -f benchmarks/results/sasrec_tuning.json || $(BIN)/python benchmarks/sasrec_tuning.py
 	$(BIN)/python benchmarks/recbole_sasrec.py
 	$(BIN)/python benchmarks/quality.py
 
-# Tokenizer and generator-architecture studies (1 seed each).
-bench-studies: install
+# Tokenizer and generator-architecture studies (1 seed each, ~2 hours); the tokenizer study
+# reads the seed spread from quality.json.
+bench-studies: bench-quality
 	$(BIN)/python benchmarks/tokenizer.py
 	$(BIN)/python benchmarks/generator.py
 
