@@ -23,7 +23,7 @@ class Preset:
 
 
 def preset_demo() -> Preset:
-    return Preset(generator_small(), TrainConfig(epochs=12), note="about 5 minutes on 2 cores")
+    return Preset(generator_small(), TrainConfig(epochs=12), note="about 8 minutes on 2 cores")
 
 
 def preset_tiny() -> Preset:
