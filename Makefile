@@ -58,7 +58,7 @@ bench-quality: install
 # Tokenizer and generator-architecture studies (1 seed each, ~2 hours); the tokenizer study
 # reads the seed spread from quality.json.
 bench-studies: bench-quality
-	$(BIN)/python benchmarks/tokenizer.py
+	$(BIN)/python benchmarks/tokenizer_study.py
 	$(BIN)/python benchmarks/generator.py
 
 # The real server under closed- and open-loop load (~5 min on 2 cores): benchmarks/results/serving.*

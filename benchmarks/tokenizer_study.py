@@ -1,6 +1,8 @@
 """Tokenizer study on ml-100k: quantizer, balancing, codebook size and embedding source.
 
-    python benchmarks/tokenizer.py [--seed 0]
+(Not benchmarks/tokenizer.py: that would shadow the `tokenizer` package for every script here.)
+
+    python benchmarks/tokenizer_study.py [--seed 0]
 
 For each variant: reconstruction error (Σ‖x − x̂‖² / Σ‖x‖², in the embedding's own space),
 per-level utilization, collision rate before resolution and the largest collision group, then
@@ -68,7 +70,7 @@ def main() -> None:
         "best_by_valid": best,
         "margin": margin,
         "choice": choice,
-        "command": "python benchmarks/tokenizer.py",
+        "command": "python benchmarks/tokenizer_study.py",
     }
     lines = [
         "# Tokenizer study on ml-100k",
