@@ -1,6 +1,6 @@
 """genrec vs popularity vs SASRec (in-project and RecBole 1.2.1) on ml-100k, 3 seeds.
 
-    python benchmarks/quality.py [--seeds 0 1 2] [--presets demo]   (make bench-quality)
+    python benchmarks/quality.py [--seeds 0 1 2] [--presets demo demo-dense]   (make bench-quality)
 
 Leave-one-out by time, full ranking over all items, seen items masked, history ≤ 50; every
 model selected on validation NDCG@10 only. The in-project SASRec uses the configuration that
@@ -37,7 +37,7 @@ BEAMS = (8, 16, 32, 64, 128, 256)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--presets", nargs="+", default=["demo"])
+    ap.add_argument("--presets", nargs="+", default=["demo", "demo-dense"])
     ap.add_argument("--data-dir", default=str(ROOT / "data"))
     args = ap.parse_args()
     dataset, split = ml100k(args.data_dir)
