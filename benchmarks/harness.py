@@ -60,29 +60,32 @@ def run_genrec(
     beams: tuple[int, ...] = (),
     keep_model: bool = False,
 ) -> dict[str, Any]:
-    """Train one genrec model; validation and test metrics at `beam`, and at each of `beams`."""
-    generator = generator or generator_small()
-    tokenizer = replace(tokenizer or TokenizerConfig(), seed=seed)
-    train = replace(train or TrainConfig(), seed=seed)
-    if not keep_model:  # a run without its model is kept on disk
-        key = {"generator": generator, "tokenizer": tokenizer, "train": train}
-        key |= {"embedding": embedding, "beam": beam, "beams": beams}
-        return kept(
-            "genrec",
-            key,
-            lambda: run_genrec(
-                dataset,
-                split,
-                seed=seed,
-                generator=generator,
-                tokenizer=tokenizer,
-                train=train,
-                embedding=embedding,
-                beam=beam,
-                beams=beams,
-                keep_model=True,
-            ),
-        )
+    """Train one genrec model; validation and test metrics at `beam`, and at each of `beams`.
+    A run without its model (`keep_model` false) is kept on disk, see `kept`."""
+    spec: dict[str, Any] = {
+        "generator": generator or generator_small(),
+        "tokenizer": replace(tokenizer or TokenizerConfig(), seed=seed),
+        "train": replace(train or TrainConfig(), seed=seed),
+        "embedding": embedding,
+        "beam": beam,
+        "beams": beams,
+    }
+    if keep_model:
+        return _genrec(dataset, split, seed, **spec)
+    return kept("genrec", spec, lambda: _genrec(dataset, split, seed, **spec))
+
+
+def _genrec(
+    dataset: Dataset,
+    split: Split,
+    seed: int,
+    generator: GeneratorConfig,
+    tokenizer: TokenizerConfig,
+    train: TrainConfig,
+    embedding: str,
+    beam: int,
+    beams: tuple[int, ...],
+) -> dict[str, Any]:
     trained = train_generator(split, dataset.items, generator, tokenizer, train, embedding)  # type: ignore[arg-type]
     rec = Recommender(trained.model, trained.semantic_ids.codes)
     out: dict[str, Any] = {
@@ -94,6 +97,8 @@ def run_genrec(
         "curve": trained.curve,
         "valid": evaluate_ranker(generator_ranker(rec, beam), split, split.valid),
         "test": evaluate_ranker(generator_ranker(rec, beam), split, split.test),
+        "model": trained.model,
+        "codes": trained.semantic_ids.codes,
     }
     if beams:
         out["beam_curve"] = {}
@@ -107,8 +112,6 @@ def run_genrec(
                 "test": test,
                 "test_seconds": round(time.monotonic() - started, 2),
             }
-    if keep_model:
-        out["model"], out["codes"] = trained.model, trained.semantic_ids.codes
     return out
 
 
@@ -116,18 +119,15 @@ def run_sasrec(
     split: Split, *, seed: int, config: dict[str, Any], train: TrainConfig
 ) -> dict[str, Any]:
     cfg = SASRecConfig(n_items=split.sequences.n_items, **config)
-    return kept(
-        "sasrec",
-        {"config": cfg, "train": replace(train, seed=seed)},
-        lambda: _sasrec(split, seed, cfg, train),
-    )
+    train = replace(train, seed=seed)
+    return kept("sasrec", {"config": cfg, "train": train}, lambda: _sasrec(split, cfg, train))
 
 
-def _sasrec(split: Split, seed: int, cfg: SASRecConfig, train: TrainConfig) -> dict[str, Any]:
+def _sasrec(split: Split, cfg: SASRecConfig, train: TrainConfig) -> dict[str, Any]:
     started = time.monotonic()
-    model, curve = train_sasrec(split, cfg, replace(train, seed=seed))
+    model, curve = train_sasrec(split, cfg, train)
     return {
-        "seed": seed,
+        "seed": train.seed,
         "train_seconds": round(time.monotonic() - started, 1),
         "epochs": len(curve),
         "config": cfg.to_dict(),
