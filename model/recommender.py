@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,7 +91,8 @@ class Recommender:
     """The model plus the catalog's codes and trie; one call serves a batch of requests.
 
     `decoding` picks the path (see `model.decoding`); `runner` executes the cached path
-    (PyTorch eager by default, or ONNX Runtime).
+    (PyTorch eager by default, or ONNX Runtime); `dtype` is the model's compute precision
+    (see `model.precision`; scores stay float32).
     """
 
     def __init__(
@@ -100,7 +102,10 @@ class Recommender:
         trie: PrefixTrie | None = None,
         decoding: Decoding | None = None,
         runner: Runner | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
+        if next(model.parameters()).dtype != dtype:  # a copy: the caller's model stays as is
+            model = copy.deepcopy(model).to(dtype)
         self.model = model.eval()
         self.codes = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))  # (N, L)
         self.trie = TrieTensors.from_trie(trie or PrefixTrie.build(codes, model.cfg.codebook_sizes))
