@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,8 +17,9 @@ from service.engine import Engine, build_engine, run_jobs
 from service.errors import install_handlers
 from service.malloc import keep_freed_memory
 from service.metrics import Metrics, MetricsMiddleware
+from service.model_process import ModelProcesses
 from service.reloader import Reloader
-from service.request_guard import RequestGuard
+from service.request_guard import LoadShedder, RequestGuard
 from service.result_cache import ResultCache
 from service.routes import admin, events, health, metrics, recommend, users
 from service.settings import Settings, get_settings
@@ -34,11 +36,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if s.keep_freed_memory:
         keep_freed_memory()
 
-    def make_engine(bundle: Bundle) -> Engine:
-        return build_engine(bundle, s)
+    processes = ModelProcesses(s, s.model_workers) if s.model_process else None
 
-    bundle = load_bundle(s.bundle)
-    app.state.engine = make_engine(bundle)
+    def make_engine(bundle: Bundle) -> Engine:
+        """Blocking (the reloader calls it in a thread): the model side is ready on return."""
+        engine = build_engine(bundle, s)
+        if processes is None:
+            return engine.warm()
+        processes.prepare(bundle.path)
+        return engine
+
+    try:
+        bundle = load_bundle(s.bundle)
+        app.state.engine = await asyncio.to_thread(make_engine, bundle)
+    except BaseException:
+        if processes:
+            processes.shutdown()
+        raise
     app.state.metrics.watch_model(lambda: app.state.engine.version)  # follows reloads
     log.info(
         "bundle_loaded version=%s items=%d path=%s",
@@ -66,13 +80,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     )
     app.state.batcher = batcher = MicroBatcher(
-        run_jobs,
+        processes.run_jobs if processes else run_jobs,
         s.batch_max_size,
         s.batch_max_wait_ms,
         s.queue_max,
         controller,
         app.state.metrics.batch,
         s.model_workers,
+        max_queue_s=s.latency_slo_ms / 1000 * controller.cfg.budget_share
+        if s.dynamic_beam
+        else None,
     )
     app.state.metrics.watch_queue(lambda: batcher.depth, lambda: batcher.in_flight)
     batcher.start()
@@ -86,6 +103,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await reloader.stop()
         await batcher.stop()
+        if processes:
+            processes.shutdown()
         await client.aclose()
         if server:
             server.close()
@@ -105,4 +124,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # inside the guard
     app.add_middleware(RequestGuard, max_bytes=app.state.settings.max_body_bytes)
+    app.add_middleware(LoadShedder)  # outermost: sheds before anything else runs
     return app

@@ -72,10 +72,12 @@ class MicroBatcher(Generic[Q, R]):
         policy: WidthPolicy,
         on_batch: Callable[[BatchStats], None] | None = None,
         workers: int = 1,
+        max_queue_s: float | None = None,
     ) -> None:
         self.run, self.max_size, self.max_wait = run, max_size, max_wait_ms / 1000
+        self.max_queue_s = max_queue_s
         self.policy, self.on_batch = policy, on_batch
-        self.queue: asyncio.Queue[tuple[Q, asyncio.Future[R]]] = asyncio.Queue(max_queue)
+        self.queue: asyncio.Queue[tuple[Q, asyncio.Future[R], float]] = asyncio.Queue(max_queue)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genrec-model")
         self.free_workers = asyncio.Semaphore(workers)
         self.idle = workers
@@ -109,11 +111,12 @@ class MicroBatcher(Generic[Q, R]):
 
     async def submit(self, query: Q) -> R:
         self.check_admission()
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((query, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self.queue.put_nowait((query, future, loop.time()))
         return await future
 
-    async def _collect(self) -> list[tuple[Q, asyncio.Future[R]]]:
+    async def _collect(self) -> list[tuple[Q, asyncio.Future[R], float]]:
         batch = [await self.queue.get()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
@@ -129,6 +132,25 @@ class MicroBatcher(Generic[Q, R]):
             except TimeoutError:
                 break
         return batch
+
+    def _live(
+        self, batch: list[tuple[Q, asyncio.Future[R], float]]
+    ) -> list[tuple[Q, asyncio.Future[R]]]:
+        """The batch without cancelled requests and, with `max_queue_s`, without those that
+        waited longer than that: they are shed with 503 now (a late answer is no answer), and
+        the rest keep their latency bound."""
+        now = asyncio.get_running_loop().time()
+        live = []
+        for q, f, queued_at in batch:
+            if f.cancelled():
+                continue
+            if self.max_queue_s is not None and now - queued_at > self.max_queue_s:
+                f.set_exception(
+                    Overloaded("the request waited past its latency budget; retry shortly")
+                )
+                continue
+            live.append((q, f))
+        return live
 
     def _timed_run(self, queries: list[Q], width: int) -> tuple[list[R], float]:
         start = time.perf_counter()
@@ -151,7 +173,7 @@ class MicroBatcher(Generic[Q, R]):
             except BaseException:
                 self._release()
                 raise
-            live = [(q, f) for q, f in batch if not f.cancelled()]
+            live = self._live(batch)
             if not live:
                 self._release()
                 continue

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 
 from model.bundle import Bundle
 from model.decoding import Decoding, Runner
+from model.precision import inference_dtype
 from model.recommender import Recommender
 from service.errors import BadInput
 from service.settings import Settings
@@ -56,7 +59,11 @@ def width_groups(finals: list[int], spread: float = 2.0) -> list[list[int]]:
 
 
 class Engine:
-    """A loaded bundle, ready to answer batches of queries (called from one worker thread)."""
+    """A loaded bundle, ready to answer batches of queries (called from one worker thread).
+
+    The model side (`recommender`) is built on first use, or by `warm()`: a process that only
+    maps IDs and forwards batches to a model process (`service.model_process`) never builds it.
+    """
 
     def __init__(
         self,
@@ -64,14 +71,26 @@ class Engine:
         default_beam_width: int,
         max_beam_width: int,
         decoding: Decoding = Decoding.cached,
-        runner: Runner | None = None,
+        make_runner: Callable[[], Runner] | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         self.bundle = bundle
         self.catalog = bundle.catalog
-        self.recommender = Recommender(
-            bundle.model, bundle.semantic_ids.codes, decoding=decoding, runner=runner
-        )
         self.default_beam_width, self.max_beam_width = default_beam_width, max_beam_width
+        self.decoding, self.make_runner, self.dtype = decoding, make_runner, dtype
+
+    @cached_property
+    def recommender(self) -> Recommender:
+        runner = self.make_runner() if self.make_runner else None
+        codes = self.bundle.semantic_ids.codes
+        return Recommender(
+            self.bundle.model, codes, decoding=self.decoding, runner=runner, dtype=self.dtype
+        )
+
+    def warm(self) -> Engine:
+        """Build the model side now (off the event loop), not in the first batch."""
+        _ = self.recommender
+        return self
 
     @property
     def version(self) -> str:
@@ -142,10 +161,19 @@ class Engine:
 
 
 def build_engine(bundle: Bundle, settings: Settings) -> Engine:
-    """The engine the settings ask for: decoding path and backend (ONNX graphs from the
-    bundle when it carries them, else exported now, which takes seconds)."""
-    runner: Runner | None = None
-    if settings.backend == "onnx":
+    """The engine the settings ask for: decoding path, backend (ONNX graphs from the bundle
+    when it carries them, else exported now, which takes seconds) and precision (ONNX
+    Runtime runs the float32 graphs). The model side is built lazily (see `Engine`)."""
+    if settings.backend == "torch":
+        return Engine(
+            bundle,
+            settings.default_beam_width,
+            settings.max_beam_width,
+            settings.decoding,
+            dtype=inference_dtype(settings.precision),
+        )
+
+    def onnx_runner() -> Runner:
         from model.onnx_export import bundle_onnx, export_onnx
         from model.onnx_runtime import OnnxRunner
 
@@ -153,28 +181,28 @@ def build_engine(bundle: Bundle, settings: Settings) -> Engine:
         if graphs is None:
             log.warning("onnx_export_at_load bundle=%s (run `genrec export-onnx`)", bundle.path)
             graphs = export_onnx(bundle.model)
-        runner = OnnxRunner(graphs, bundle.model.cfg.n_levels, settings.torch_threads or 1)
+        return OnnxRunner(graphs, bundle.model.cfg.n_levels, settings.torch_threads or 1)
+
     return Engine(
-        bundle,
-        settings.default_beam_width,
-        settings.max_beam_width,
-        settings.decoding,
-        runner,
+        bundle, settings.default_beam_width, settings.max_beam_width, settings.decoding, onnx_runner
     )
 
 
 Job = tuple[Engine, Query]
+RunFn = Callable[[Engine, list[Query], int], list[Result]]
 
 
-def run_jobs(jobs: list[Job], server_width: int) -> list[Result]:
-    """Run a mixed batch; jobs made against different bundles (during a reload) run apart."""
+def run_jobs(jobs: list[Job], server_width: int, run: RunFn | None = None) -> list[Result]:
+    """Run a mixed batch; jobs made against different bundles (during a reload) run apart,
+    each group by `run(engine, queries, width)` (default: `engine.run` in this thread)."""
     out: list[Result] = [Result([], ()) for _ in jobs]
     by_engine: dict[int, list[int]] = {}
     for i, (engine, _) in enumerate(jobs):
         by_engine.setdefault(id(engine), []).append(i)
     for members in by_engine.values():
         engine = jobs[members[0]][0]
-        results = engine.run([jobs[i][1] for i in members], server_width)
+        queries = [jobs[i][1] for i in members]
+        results = run(engine, queries, server_width) if run else engine.run(queries, server_width)
         for i, res in zip(members, results, strict=True):
             out[i] = res
     return out

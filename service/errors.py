@@ -62,13 +62,17 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def error_response(exc: ServiceError) -> JSONResponse:
+    response = problem(exc.status, exc.title, exc.detail, **exc.extra)
+    if isinstance(exc, Overloaded):
+        response.headers["Retry-After"] = "1"
+    return response
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
-        response = problem(exc.status, exc.title, exc.detail, **exc.extra)
-        if isinstance(exc, Overloaded):
-            response.headers["Retry-After"] = "1"
-        return response
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

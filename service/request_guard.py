@@ -1,5 +1,6 @@
 """ASGI middleware at the edge: bodies over a byte limit get 413 before the app reads them
-(uvicorn and Starlette set no limit), and request bodies must be JSON.
+(uvicorn and Starlette set no limit), request bodies must be JSON, and recommendations the
+batcher would shed get 503 before any parsing (`LoadShedder`).
 
 `curl -d '{…}'` labels its body `application/x-www-form-urlencoded`; every endpoint here takes
 JSON only, so that label (or none) is read as JSON and any other media type gets 415.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import problem
+from service.errors import Overloaded, error_response, problem
 
 JSON = b"application/json"
 READ_AS_JSON = {b"", b"application/x-www-form-urlencoded"}
@@ -80,3 +81,26 @@ class RequestGuard:
         await problem(413, "Payload too large", f"the body exceeds {self.max_bytes} bytes")(
             scope, receive, send
         )
+
+
+class LoadShedder:
+    """`POST /v1/recommend` gets 503 (Retry-After) at once when the batcher would not admit
+    it: under overload the event loop is the bottleneck, and a request shed here costs a
+    fraction of one shed after body parsing, validation and routing. The shed is counted
+    in `genrec_overloaded_total`, not in the latency histogram."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = frozenset({"/v1/recommend"})) -> None:
+        self.app, self.paths = app, paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            state = scope["app"].state
+            batcher = getattr(state, "batcher", None)
+            if batcher is not None:
+                try:
+                    batcher.check_admission()
+                except Overloaded as e:
+                    state.metrics.overloaded.inc()
+                    await error_response(e)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

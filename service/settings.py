@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.decoding import Decoding
+from model.precision import Precision
 
 
 class Settings(BaseSettings):
@@ -29,10 +30,24 @@ class Settings(BaseSettings):
     max_history: int = Field(50, ge=1, le=1000)
     default_beam_width: int = Field(64, ge=1)
     max_beam_width: int = Field(256, ge=1)
-    batch_max_size: int = Field(32, ge=1)
+    batch_max_size: int = Field(
+        8,
+        ge=1,
+        description="Requests per batch. Small batches keep every model worker busy while the "
+        "event loop answers the last batch (benchmarks/results/serving.md: 8 beats 16 and 32 "
+        "on p99 at concurrency 16, at some cost in peak QPS).",
+    )
     batch_max_wait_ms: float = Field(2.0, ge=0)
     model_workers: int = Field(
-        1, ge=1, description="Batches decoded at once, each on its own thread (and core)."
+        2,
+        ge=1,
+        description="Batches decoded at once, each in its own process (or thread): about one "
+        "per core (the event loop needs a fifth of one at full load).",
+    )
+    model_process: bool = Field(
+        True,
+        description="Decode in child processes, apart from the event loop's GIL "
+        "(service.model_process); false: in threads of the server process.",
     )
     queue_max: int = Field(
         512, ge=1, description="Requests waiting for the model beyond this get 503 (shed load)."
@@ -51,6 +66,11 @@ class Settings(BaseSettings):
     )
     backend: Literal["torch", "onnx"] = Field(
         "torch", description="Runner of the cached path: PyTorch eager or ONNX Runtime."
+    )
+    precision: Precision = Field(
+        Precision.auto,
+        description="Model precision of the torch backend: bfloat16 (auto: where the CPU has "
+        "native bfloat16 matrix instructions) or float32. The ONNX backend runs float32.",
     )
     dynamic_beam: bool = Field(True, description="Shrink the beam under load (beam_controller).")
     latency_slo_ms: float = Field(100.0, gt=0, description="Latency the beam controller protects.")

@@ -27,14 +27,11 @@ async def recommend(
     An explicit `history` is used as given (every item must be in the catalog); otherwise
     the stored history of `user_id` is read (items the model does not know are skipped).
     Results are cached for a short time; a user's cached results end with their next event.
-    The beam width may be lowered under load: the response says which width was used.
+    The beam width may be lowered under load: the response says which width was used; past
+    what the model can serve in the latency SLO, requests are shed with 503 (`LoadShedder`
+    before parsing, the batcher at admission and at dequeue).
     (The body is serialized once, by pydantic, instead of revalidated and re-encoded.)
     """
-    try:
-        batcher.check_admission()  # shed before any Redis or model work
-    except Overloaded:
-        metrics.overloaded.inc()
-        raise
     shape = Shape(req.k, req.beam_width, req.exclude_seen)
     lookup: Lookup | None
     if req.history is not None:

@@ -172,3 +172,30 @@ def test_idle_workers_share_a_gathered_batch():
 
     assert asyncio.run(go()) == list(range(10))
     assert sorted(sizes) == [5, 5] and len(threads) == 2
+
+
+def test_queries_that_waited_past_the_queue_bound_are_shed_at_dequeue():
+    release = threading.Event()
+
+    def run(batch, width):
+        release.wait(5)  # the first batch holds the only worker
+        return batch
+
+    async def go():
+        b = MicroBatcher(run, 1, 0.0, 100, FixedWidth(8), None, 1, max_queue_s=0.05)
+        b.start()
+        try:
+            first = asyncio.ensure_future(b.submit("first"))
+            await asyncio.sleep(0.01)
+            late = asyncio.ensure_future(b.submit("late"))
+            await asyncio.sleep(0.2)  # "late" waits behind "first" past 50 ms
+            release.set()
+            results = await asyncio.gather(first, late, return_exceptions=True)
+            fresh = await b.submit("fresh")  # nothing ahead of it: served
+            return results, fresh
+        finally:
+            await b.stop()
+
+    (first, late), fresh = asyncio.run(go())
+    assert first == "first" and fresh == "fresh"
+    assert isinstance(late, Overloaded)
