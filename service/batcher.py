@@ -89,14 +89,17 @@ class MicroBatcher(Generic[Q, R]):
     def depth(self) -> int:
         return self.queue.qsize()
 
-    def check_admission(self) -> None:
+    def check_admission(self, pending: int | None = None) -> None:
         """Raise `Overloaded` if a new query would wait past its bound (queue or SLO); cheap,
-        so callers can shed before doing any other work."""
+        so callers can shed before doing any other work. `pending`: the requests admitted
+        and not yet answered, when the caller counts them (`LoadShedder` does, so requests
+        still reading Redis or waiting for the event loop count too); by default the
+        batcher's own queue and running batches."""
         if self.queue.full():
             raise Overloaded(
                 f"the server is overloaded ({self.queue.maxsize} requests waiting); retry shortly"
             )
-        if not self.policy.admits(self.depth + self.in_flight):
+        if not self.policy.admits(self.depth + self.in_flight if pending is None else pending):
             raise Overloaded("the server is overloaded (past its latency budget); retry shortly")
 
     def start(self) -> None:

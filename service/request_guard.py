@@ -86,11 +86,14 @@ class RequestGuard:
 class LoadShedder:
     """`POST /v1/recommend` gets 503 (Retry-After) at once when the batcher would not admit
     it: under overload the event loop is the bottleneck, and a request shed here costs a
-    fraction of one shed after body parsing, validation and routing. The shed is counted
-    in `genrec_overloaded_total`, not in the latency histogram."""
+    fraction of one shed after body parsing, validation and routing. The pending work it
+    admits against is every request it let through and not yet answered (at least what the
+    batcher holds): time spent reading Redis or waiting for a busy event loop counts too.
+    A shed is counted in `genrec_overloaded_total`, not in the latency histogram."""
 
     def __init__(self, app: ASGIApp, paths: frozenset[str] = frozenset({"/v1/recommend"})) -> None:
         self.app, self.paths = app, paths
+        self.active = 0  # admitted here, not yet answered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in self.paths:
@@ -98,9 +101,15 @@ class LoadShedder:
             batcher = getattr(state, "batcher", None)
             if batcher is not None:
                 try:
-                    batcher.check_admission()
+                    batcher.check_admission(max(self.active, batcher.depth + batcher.in_flight))
                 except Overloaded as e:
                     state.metrics.overloaded.inc()
                     await error_response(e)(scope, receive, send)
                     return
+                self.active += 1
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    self.active -= 1
+                return
         await self.app(scope, receive, send)

@@ -10,10 +10,14 @@ from service.request_guard import LoadShedder
 
 
 class Gate:
+    depth, in_flight = 0, 0
+
     def __init__(self) -> None:
         self.open = True
+        self.pending: list[int] = []
 
-    def check_admission(self) -> None:
+    def check_admission(self, pending: int) -> None:
+        self.pending.append(pending)
         if not self.open:
             raise Overloaded("the server is overloaded; retry shortly")
 
@@ -43,3 +47,35 @@ def test_shed_before_the_route_runs_and_counted():
     assert r.json()["title"] == "Overloaded"
     assert client.post("/v1/events").status_code == 200  # only recommendations are shed
     assert len(calls) == 1 and len(shed) == 1
+    assert gate.pending == [0, 0]  # nothing was in flight when each arrived
+
+
+def test_requests_admitted_and_unanswered_count_as_pending():
+    import asyncio
+
+    import httpx
+
+    app, gate, release = FastAPI(), Gate(), asyncio.Event()
+
+    @app.post("/v1/recommend")
+    async def recommend() -> dict[str, str]:
+        await release.wait()  # e.g. reading Redis: not in the batcher yet
+        return {"ok": "yes"}
+
+    app.state.batcher = gate
+    app.state.metrics = SimpleNamespace(overloaded=SimpleNamespace(inc=lambda: None))
+    app.add_middleware(LoadShedder)
+
+    async def go() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            first = asyncio.create_task(client.post("/v1/recommend"))
+            await asyncio.sleep(0.05)
+            second = asyncio.create_task(client.post("/v1/recommend"))
+            await asyncio.sleep(0.05)
+            release.set()
+            await asyncio.gather(first, second)
+            await client.post("/v1/recommend")
+        return gate.pending
+
+    assert asyncio.run(go()) == [0, 1, 0]
