@@ -9,7 +9,8 @@ them finish within `budget` (a share of the latency SLO). A rung not run for `st
 estimated afresh from the rung in use (linearly in width, which overstates the cost of a
 wider rung: a cautious climb), so one slow batch cannot pin the width low for good.
 
-    capacity(w) = budget / cost(w)          requests that fit in the budget at width w
+    capacity(w) = P · budget / cost(w)      requests that fit in the budget at width w,
+                                            with P batches decoding at once (model workers)
     width       = the widest w with pending ≤ capacity(w)
 
 so the width is B_base while pending ≤ capacity(B_base), roughly B_base·capacity/pending
@@ -42,6 +43,7 @@ class ControllerConfig:
     stale_s: float = 2.0  # a rung's measurement older than this is re-estimated
     climb_margin: float = 0.7
     climb_every_s: float = 0.25
+    parallel: int = 1  # batches decoded at once (model workers): pending work is shared
     enabled: bool = True
 
 
@@ -85,16 +87,18 @@ class BeamController:
         return self.cost[known] * width / known
 
     def capacity(self, width: int) -> float:
-        """Requests that finish within the budget at `width` (∞ before any measurement)."""
+        """Requests that finish within the budget at `width` (∞ before any measurement), with
+        `parallel` batches decoding at once."""
         cost = self.estimate(width)
-        return float("inf") if not cost else self.budget_s / cost
+        return float("inf") if not cost else self.cfg.parallel * self.budget_s / cost
 
     def admits(self, pending: int) -> bool:
         """Whether a new request, behind `pending` others, can still be served in the SLO."""
         if not self.cfg.enabled:
             return True
         cost = self.estimate(self.cfg.min_width)
-        return cost is None or (pending + 1) * cost <= self.cfg.slo_s * self.cfg.admit_share
+        budget = self.cfg.parallel * self.cfg.slo_s * self.cfg.admit_share
+        return cost is None or (pending + 1) * cost <= budget
 
     def width(self, pending: int) -> int:
         """Final width for the next batch, given requests queued plus running (`pending`)."""

@@ -6,10 +6,12 @@ that takes 20 ms alone takes 150–250 ms (profiled: benchmarks/results/serving.
 `GENREC_MODEL_PROCESS=true` (the default) each model worker is a child process with its own
 interpreter. It loads the bundles itself, by path (a bundle directory is an immutable
 version), and decodes the batches the parent's batcher hands it; queries and results cross a
-pipe. The parent keeps only the ID maps (`Engine` builds its model side lazily).
+pipe, one message each way per batch, read and written by the batcher thread that owns the
+worker (no extra threads, so no extra hand-offs on the latency path). The parent keeps only
+the ID maps (`Engine` builds its model side lazily).
 
-A child that dies (killed, out of memory) fails the batch it held with 503; the next batch
-starts a fresh child, which loads the recent bundles again.
+A child that dies (killed, out of memory) fails the batch it held with 503; a new child is
+started at once and loads the recent bundles again.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import multiprocessing
 import queue
 import threading
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -36,40 +38,72 @@ log = logging.getLogger(__name__)
 
 KEEP = 2  # bundles a child keeps loaded: the served one and the one before (during a reload)
 
+
 # --- in the child ----------------------------------------------------------------------
 
-_settings: Settings | None = None
-_engines: OrderedDict[Path, Engine] = OrderedDict()
 
-
-def _init(settings: dict[str, Any]) -> None:
-    global _settings
-    _settings = Settings.model_validate(settings)
-    torch.set_num_threads(_settings.torch_threads or 1)
-    if _settings.keep_freed_memory:
+def _serve(conn: Connection, settings: dict[str, Any]) -> None:
+    """The child's loop: ("prepare", path) loads a bundle, ("run", path, queries, width)
+    decodes a batch; each answered with ("ok", value) or ("error", exception)."""
+    s = Settings.model_validate(settings)
+    torch.set_num_threads(s.torch_threads or 1)
+    if s.keep_freed_memory:
         keep_freed_memory()
+    engines: OrderedDict[Path, Engine] = OrderedDict()
 
+    def engine(path: Path) -> Engine:
+        if path not in engines:
+            engines[path] = build_engine(load_bundle(path), s).warm()
+            while len(engines) > KEEP:
+                engines.popitem(last=False)
+        engines.move_to_end(path)
+        return engines[path]
 
-def _engine(path: Path) -> Engine:
-    """The engine of the bundle at `path`, loaded on first use; the least recent is dropped."""
-    assert _settings is not None
-    if path not in _engines:
-        _engines[path] = build_engine(load_bundle(path), _settings).warm()
-        while len(_engines) > KEEP:
-            _engines.popitem(last=False)
-    _engines.move_to_end(path)
-    return _engines[path]
-
-
-def _prepare(path: Path) -> None:
-    _engine(path)
-
-
-def _run(path: Path, queries: list[Query], width: int) -> list[Result]:
-    return _engine(path).run(queries, width)
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        try:
+            if message[0] == "prepare":
+                engine(message[1])
+                conn.send(("ok", None))
+            else:
+                _, path, queries, width = message
+                conn.send(("ok", engine(path).run(queries, width)))
+        except Exception as e:
+            try:
+                conn.send(("error", e))
+            except Exception:  # an exception that does not pickle: send its text
+                conn.send(("error", RuntimeError(f"{type(e).__name__}: {e}")))
 
 
 # --- in the parent ---------------------------------------------------------------------
+
+
+class Worker:
+    """One child process and the parent's end of its pipe (used by one thread at a time)."""
+
+    def __init__(self, context: Any, settings: dict[str, Any]) -> None:
+        self.conn, child = context.Pipe()
+        self.process: BaseProcess = context.Process(
+            target=_serve, args=(child, settings), name="genrec-model", daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def call(self, *message: Any) -> Any:
+        self.conn.send(message)
+        status, value = self.conn.recv()
+        if status == "error":
+            raise value
+        return value
+
+    def stop(self) -> None:
+        self.conn.close()  # the child's recv sees EOF and returns
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
 
 
 class ModelProcesses:
@@ -78,48 +112,47 @@ class ModelProcesses:
     def __init__(self, settings: Settings, workers: int) -> None:
         self.settings = settings.model_dump()
         self.context = multiprocessing.get_context("spawn")  # no fork of a threaded server
-        self.recent: list[Path] = []  # bundles to load into a fresh child, newest last
-        self.lock = threading.Lock()
-        self.pools = [self._start() for _ in range(workers)]
+        self.recent: list[Path] = []  # bundles a fresh child loads, newest last
+        self.workers = [Worker(self.context, self.settings) for _ in range(workers)]
+        self.locks = [threading.Lock() for _ in range(workers)]
         self.free: queue.Queue[int] = queue.Queue()
         for i in range(workers):
             self.free.put(i)
 
-    def _start(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(1, self.context, _init, (self.settings,))
-        for path in self.recent:
-            pool.submit(_prepare, path)  # queued ahead of any batch
-        return pool
-
     def prepare(self, bundle_path: Path) -> None:
         """Load a bundle in every child before it is served (blocking: call off the loop)."""
         path = Path(bundle_path).resolve()
-        with self.lock:
-            self.recent = [*[p for p in self.recent if p != path], path][-KEEP:]
-            pools = list(self.pools)
-        for pool in pools:
-            pool.submit(_prepare, path).result()
+        self.recent = [*[p for p in self.recent if p != path], path][-KEEP:]
+        for i in range(len(self.workers)):
+            with self.locks[i]:
+                self._call(i, "prepare", path)
 
     def run_jobs(self, jobs: list[Job], width: int) -> list[Result]:
         """`service.engine.run_jobs` with each engine's group decoded in a child (blocking)."""
         i = self.free.get()
         try:
-            return run_jobs(
-                jobs, width, lambda engine, queries, w: self._run(i, engine, queries, w)
-            )
+            with self.locks[i]:
+                return run_jobs(jobs, width, lambda e, qs, w: self._run(i, e, qs, w))
         finally:
             self.free.put(i)
 
     def _run(self, i: int, engine: Engine, queries: list[Query], width: int) -> list[Result]:
+        result: list[Result] = self._call(i, "run", engine.bundle.path, queries, width)
+        return result
+
+    def _call(self, i: int, *message: Any) -> Any:
         try:
-            return self.pools[i].submit(_run, engine.bundle.path, queries, width).result()
-        except BrokenProcessPool as e:
-            log.error("model_process_died worker=%d; starting a new one", i)
-            with self.lock:
-                self.pools[i].shutdown(wait=False)
-                self.pools[i] = self._start()
+            return self.workers[i].call(*message)
+        except (EOFError, OSError) as e:  # the child died: replace it, fail this call
+            log.error(
+                "model_process_died worker=%d exitcode=%s", i, self.workers[i].process.exitcode
+            )
+            self.workers[i].stop()
+            self.workers[i] = Worker(self.context, self.settings)
+            for path in self.recent:
+                self.workers[i].call("prepare", path)
             raise Unavailable("the model process stopped; retry shortly") from e
 
     def shutdown(self) -> None:
-        for pool in self.pools:
-            pool.shutdown(wait=True, cancel_futures=True)
+        for worker in self.workers:
+            worker.stop()

@@ -123,3 +123,12 @@ def test_requests_past_what_min_width_serves_in_the_slo_are_not_admitted():
     assert c.admits(100) and c.admits(318)
     assert not c.admits(320)
     assert controller(enabled=False).admits(10_000)
+
+
+def test_parallel_workers_share_the_pending_work():
+    one, two = controller(), controller(parallel=2)
+    warm(one), warm(two)
+    assert two.capacity(64) == pytest.approx(2 * one.capacity(64))
+    assert one.width(40) == 32 and two.width(40) == 64  # 40 requests over two workers fit
+    admitted = [p for p in range(1000) if one.admits(p)]
+    assert len([p for p in range(1000) if two.admits(p)]) == pytest.approx(2 * len(admitted), abs=2)

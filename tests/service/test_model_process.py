@@ -50,12 +50,13 @@ def test_a_child_process_answers_as_the_server_process(settings, processes, tiny
 def test_a_killed_child_fails_one_batch_then_a_new_one_serves(settings, processes, tiny_bundle):
     engine = build_engine(load_bundle(tiny_bundle), settings)
     before = processes.run_jobs(jobs(engine, 2), 32)
-    pid = processes.pools[0].submit(os.getpid).result()
+    pid = processes.workers[0].process.pid
     os.kill(pid, signal.SIGKILL)
+    processes.workers[0].process.join(10)
     with pytest.raises(Unavailable):
         processes.run_jobs(jobs(engine, 2), 32)
     after = processes.run_jobs(jobs(engine, 2), 32)
-    assert processes.pools[0].submit(os.getpid).result() != pid
+    assert processes.workers[0].process.pid != pid
     assert [[s.item_id for s in r.items] for r in after] == [
         [s.item_id for s in r.items] for r in before
     ]
