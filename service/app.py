@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from service.batcher import MicroBatcher
 from service.beam_controller import BeamController, ControllerConfig
 from service.engine import Engine, build_engine, run_jobs
 from service.errors import install_handlers
-from service.malloc import keep_freed_memory
+from service.malloc import keep_freed_memory, settle_heap
 from service.metrics import Metrics, MetricsMiddleware
 from service.model_process import ModelProcesses
 from service.reloader import Reloader
@@ -94,8 +95,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.metrics.watch_queue(lambda: batcher.depth, lambda: batcher.in_flight)
     batcher.start()
+    settle_heap()
     app.state.reloader = reloader = Reloader(
-        app.state, s.bundle, make_engine, store if s.seed_histories else None
+        app.state, s.bundle, make_engine, store if s.seed_histories else None, gc.freeze
     )
     if s.reload_poll_s:
         reloader.start_polling(s.reload_poll_s)

@@ -1,4 +1,7 @@
-"""Keep freed memory in the process heap instead of returning it to the OS (glibc only).
+"""Heap tuning for a serving process: keep freed memory (glibc), and keep the startup heap out
+of the garbage collector's full collections.
+
+Keep freed memory in the process heap instead of returning it to the OS (glibc only).
 
 A batch allocates tensors of a few MB (the beams' self-attention caches, FFN activations);
 by default glibc serves those with mmap and unmaps them when freed, so every batch
@@ -10,6 +13,7 @@ the shared 2-core host), at the cost of the heap staying at its peak size (tens 
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import sys
 
@@ -34,3 +38,16 @@ def keep_freed_memory() -> bool:
         ok = False
     log.info("malloc_keep_freed_memory enabled=%s", ok)
     return ok
+
+
+def settle_heap() -> None:
+    """Collect once, then move every object alive now (the app, the bundle's catalog and
+    histories, torch, pydantic, …: ~220k objects) out of the collector's view for good.
+
+    A full collection walks all of them: 78 ms in the server process, and under load one
+    landed in a request every few seconds, which made the p99 at 2× overload 165–183 ms
+    instead of 89 ms (benchmarks/results/serving.md). Call it once startup is done; objects
+    made later (a reloaded bundle) are frozen with `gc.freeze()` alone, without a pause.
+    """
+    gc.collect()
+    gc.freeze()

@@ -16,6 +16,7 @@ started at once and loads the recent bundles again.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import queue
@@ -67,6 +68,7 @@ def _serve(conn: Connection, settings: dict[str, Any]) -> None:
         try:
             if message[0] == "prepare":
                 engine(message[1])
+                gc.freeze()  # the loaded bundle stays out of full collections (settle_heap)
                 conn.send(("ok", None))
             else:
                 _, path, queries, width = message
