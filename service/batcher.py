@@ -84,22 +84,25 @@ class MicroBatcher(Generic[Q, R]):
         self.task: asyncio.Task[None] | None = None
         self.batches: set[asyncio.Task[None]] = set()
         self.in_flight = 0
+        # Requests admitted at the edge and not yet answered (LoadShedder keeps the count);
+        # None: nobody counts, so a batch always waits its `max_wait` for company.
+        self.admitted: int | None = None
 
     @property
     def depth(self) -> int:
         return self.queue.qsize()
 
-    def check_admission(self, pending: int | None = None) -> None:
+    def check_admission(self) -> None:
         """Raise `Overloaded` if a new query would wait past its bound (queue or SLO); cheap,
-        so callers can shed before doing any other work. `pending`: the requests admitted
-        and not yet answered, when the caller counts them (`LoadShedder` does, so requests
-        still reading Redis or waiting for the event loop count too); by default the
-        batcher's own queue and running batches."""
+        so callers can shed before doing any other work. The pending work is every request
+        admitted at the edge and not yet answered (`admitted`, counted by `LoadShedder`, so
+        requests still reading Redis or waiting for the event loop count too), and at least
+        what the batcher holds."""
         if self.queue.full():
             raise Overloaded(
                 f"the server is overloaded ({self.queue.maxsize} requests waiting); retry shortly"
             )
-        if not self.policy.admits(self.depth + self.in_flight if pending is None else pending):
+        if not self.policy.admits(max(self.admitted or 0, self.depth + self.in_flight)):
             raise Overloaded("the server is overloaded (past its latency budget); retry shortly")
 
     def start(self) -> None:
@@ -119,7 +122,17 @@ class MicroBatcher(Generic[Q, R]):
         self.queue.put_nowait((query, future, loop.time()))
         return await future
 
+    def _on_their_way(self, collected: int) -> int | None:
+        """Admitted requests not yet queued, running or collected (None: not counted). An
+        overestimate (answered requests still sending count), never an underestimate."""
+        if self.admitted is None:
+            return None
+        return self.admitted - self.depth - self.in_flight - collected
+
     async def _collect(self) -> list[tuple[Q, asyncio.Future[R], float]]:
+        """Up to `max_size` queries: those queued now, and for up to `max_wait` those still
+        on their way (admitted, reading Redis); with none on its way the batch goes at once,
+        so a lone request never waits for company that is not coming."""
         batch = [await self.queue.get()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
@@ -127,6 +140,9 @@ class MicroBatcher(Generic[Q, R]):
             if not self.queue.empty():  # take what is already there without waiting
                 batch.append(self.queue.get_nowait())
                 continue
+            coming = self._on_their_way(len(batch))
+            if coming is not None and coming <= 0:
+                break
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break

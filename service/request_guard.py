@@ -86,14 +86,14 @@ class RequestGuard:
 class LoadShedder:
     """`POST /v1/recommend` gets 503 (Retry-After) at once when the batcher would not admit
     it: under overload the event loop is the bottleneck, and a request shed here costs a
-    fraction of one shed after body parsing, validation and routing. The pending work it
-    admits against is every request it let through and not yet answered (at least what the
-    batcher holds): time spent reading Redis or waiting for a busy event loop counts too.
+    fraction of one shed after body parsing, validation and routing. It counts the requests
+    it lets through until they are answered (`batcher.admitted`): the batcher admits against
+    that count (time reading Redis or waiting for a busy event loop is pending work too) and
+    knows how many requests are still on their way to its queue.
     A shed is counted in `genrec_overloaded_total`, not in the latency histogram."""
 
     def __init__(self, app: ASGIApp, paths: frozenset[str] = frozenset({"/v1/recommend"})) -> None:
         self.app, self.paths = app, paths
-        self.active = 0  # admitted here, not yet answered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in self.paths:
@@ -101,15 +101,15 @@ class LoadShedder:
             batcher = getattr(state, "batcher", None)
             if batcher is not None:
                 try:
-                    batcher.check_admission(max(self.active, batcher.depth + batcher.in_flight))
+                    batcher.check_admission()
                 except Overloaded as e:
                     state.metrics.overloaded.inc()
                     await error_response(e)(scope, receive, send)
                     return
-                self.active += 1
+                batcher.admitted = (batcher.admitted or 0) + 1
                 try:
                     await self.app(scope, receive, send)
                 finally:
-                    self.active -= 1
+                    batcher.admitted -= 1
                 return
         await self.app(scope, receive, send)

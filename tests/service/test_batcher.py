@@ -199,3 +199,32 @@ def test_queries_that_waited_past_the_queue_bound_are_shed_at_dequeue():
     (first, late), fresh = asyncio.run(go())
     assert first == "first" and fresh == "fresh"
     assert isinstance(late, Overloaded)
+
+
+def test_a_batch_waits_only_for_requests_on_their_way():
+    sizes = []
+
+    def run(batch, width):
+        sizes.append(len(batch))
+        return batch
+
+    async def go():
+        b = batcher(run, max_size=8, max_wait_ms=300.0)
+        b.admitted = 1  # the edge counts one request: this one
+        b.start()
+        loop = asyncio.get_running_loop()
+        try:
+            start = loop.time()
+            await b.submit("alone")
+            alone_s = loop.time() - start
+            b.admitted = 2  # a second request was admitted and is still reading Redis
+            first = asyncio.ensure_future(b.submit("first"))
+            await asyncio.sleep(0.05)
+            await asyncio.gather(first, b.submit("second"))
+            return alone_s
+        finally:
+            await b.stop()
+
+    alone_s = asyncio.run(go())
+    assert alone_s < 0.2  # did not wait the 300 ms for company
+    assert sizes == [1, 2]  # the second arrived within the wait and shared the batch

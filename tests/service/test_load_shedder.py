@@ -10,14 +10,15 @@ from service.request_guard import LoadShedder
 
 
 class Gate:
-    depth, in_flight = 0, 0
+    """A stand-in batcher that records how many requests were admitted and unanswered."""
 
     def __init__(self) -> None:
         self.open = True
+        self.admitted: int | None = None
         self.pending: list[int] = []
 
-    def check_admission(self, pending: int) -> None:
-        self.pending.append(pending)
+    def check_admission(self) -> None:
+        self.pending.append(self.admitted or 0)
         if not self.open:
             raise Overloaded("the server is overloaded; retry shortly")
 
