@@ -72,8 +72,10 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
         "|---|---|---:|---|",
     ]
     for name, t in r["targets"].items():
-        value = _pct(t["value"]) if "loss" in name else f"{t['value']:.1f}"
-        lines.append(f"| {name} | {t['target']} | {value} | {'yes' if t['met'] else 'no'} |")
+        value = _pct(t["value"]) if "loss" in name or "share" in name else f"{t['value']:.1f}"
+        lines.append(
+            f"| {name} | {t['target']} | {value} | {'—' if t['met'] is None else 'yes' if t['met'] else 'no'} |"
+        )
     path.write_text("\n".join(lines) + "\n")
 
 
