@@ -58,7 +58,7 @@ class Metrics:
             "genrec_redis_errors", "Failed Redis calls by operation.", ["op"], registry=r
         )
         self.overloaded = Counter(
-            "genrec_overloaded_requests", "Requests shed because the queue was full.", registry=r
+            "genrec_overloaded_requests", "Requests shed with 503 (overloaded).", registry=r
         )
         self.model_version: Callable[[], str] | None = None
         r.register(_ModelInfo(self))

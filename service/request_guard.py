@@ -90,7 +90,7 @@ class LoadShedder:
     it lets through until they are answered (`batcher.admitted`): the batcher admits against
     that count (time reading Redis or waiting for a busy event loop is pending work too) and
     knows how many requests are still on their way to its queue.
-    A shed is counted in `genrec_overloaded_total`, not in the latency histogram."""
+    A shed is counted in `genrec_overloaded_requests_total`, not in the latency histogram."""
 
     def __init__(self, app: ASGIApp, paths: frozenset[str] = frozenset({"/v1/recommend"})) -> None:
         self.app, self.paths = app, paths
