@@ -77,7 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             base_width=s.default_beam_width,
             min_width=min(s.min_beam_width, s.default_beam_width),
             slo_s=s.latency_slo_ms / 1000,
-            parallel=s.model_workers,
+            parallel=s.model_workers if s.model_process else 1,  # threads share one GIL
             enabled=s.dynamic_beam,
         )
     )
