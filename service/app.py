@@ -89,9 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         controller,
         app.state.metrics.batch,
         s.model_workers,
-        max_queue_s=s.latency_slo_ms / 1000 * controller.cfg.budget_share
-        if s.dynamic_beam
-        else None,
+        max_queue_s=controller.budget_s if s.dynamic_beam else None,
     )
     app.state.metrics.watch_queue(lambda: batcher.depth, lambda: batcher.in_flight)
     batcher.start()

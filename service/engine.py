@@ -164,14 +164,6 @@ def build_engine(bundle: Bundle, settings: Settings) -> Engine:
     """The engine the settings ask for: decoding path, backend (ONNX graphs from the bundle
     when it carries them, else exported now, which takes seconds) and precision (ONNX
     Runtime runs the float32 graphs). The model side is built lazily (see `Engine`)."""
-    if settings.backend == "torch":
-        return Engine(
-            bundle,
-            settings.default_beam_width,
-            settings.max_beam_width,
-            settings.decoding,
-            dtype=inference_dtype(settings.precision),
-        )
 
     def onnx_runner() -> Runner:
         from model.onnx_export import bundle_onnx, export_onnx
@@ -183,8 +175,14 @@ def build_engine(bundle: Bundle, settings: Settings) -> Engine:
             graphs = export_onnx(bundle.model)
         return OnnxRunner(graphs, bundle.model.cfg.n_levels, settings.torch_threads or 1)
 
+    onnx = settings.backend == "onnx"
     return Engine(
-        bundle, settings.default_beam_width, settings.max_beam_width, settings.decoding, onnx_runner
+        bundle,
+        settings.default_beam_width,
+        settings.max_beam_width,
+        settings.decoding,
+        onnx_runner if onnx else None,
+        torch.float32 if onnx else inference_dtype(settings.precision),
     )
 
 
