@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -104,6 +105,16 @@ class MicroBatcher(Generic[Q, R]):
             )
         if not self.policy.admits(max(self.admitted or 0, self.depth + self.in_flight)):
             raise Overloaded("the server is overloaded (past its latency budget); retry shortly")
+
+    @contextmanager
+    def admitted_request(self) -> Iterator[None]:
+        """Count one request admitted at the edge until it is answered (`LoadShedder`); from
+        the first one on, admission and batch collection go by this count."""
+        self.admitted = (self.admitted or 0) + 1
+        try:
+            yield
+        finally:
+            self.admitted -= 1
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name="genrec-batcher")

@@ -87,7 +87,7 @@ class LoadShedder:
     """`POST /v1/recommend` gets 503 (Retry-After) at once when the batcher would not admit
     it: under overload the event loop is the bottleneck, and a request shed here costs a
     fraction of one shed after body parsing, validation and routing. It counts the requests
-    it lets through until they are answered (`batcher.admitted`): the batcher admits against
+    it lets through until they are answered (`batcher.admitted_request`): the batcher admits against
     that count (time reading Redis or waiting for a busy event loop is pending work too) and
     knows how many requests are still on their way to its queue.
     A shed is counted in `genrec_overloaded_requests_total`, not in the latency histogram."""
@@ -106,10 +106,7 @@ class LoadShedder:
                     state.metrics.overloaded.inc()
                     await error_response(e)(scope, receive, send)
                     return
-                batcher.admitted = (batcher.admitted or 0) + 1
-                try:
+                with batcher.admitted_request():
                     await self.app(scope, receive, send)
-                finally:
-                    batcher.admitted -= 1
                 return
         await self.app(scope, receive, send)
