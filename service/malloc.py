@@ -45,9 +45,11 @@ def settle_heap() -> None:
     histories, torch, pydantic, …: ~220k objects) out of the collector's view for good.
 
     A full collection walks all of them: 78 ms in the server process, and under load one
-    landed in a request every few seconds, which made the p99 at 2× overload 165–183 ms
-    instead of 89 ms (benchmarks/results/serving.md). Call it once startup is done; objects
-    made later (a reloaded bundle) are frozen with `gc.freeze()` alone, without a pause.
+    landed in a request every few seconds: in ad-hoc runs of the serving benchmark's server
+    and load generator (open loop, ~1,090 req/s) the p99 was 165–183 ms without this and
+    85–89 ms with it; benchmarks/results/serving.md is measured with it. Call it once startup
+    is done; objects made later (a reloaded bundle) are frozen with `gc.freeze()` alone,
+    without a pause.
     """
     gc.collect()
     gc.freeze()

@@ -1,8 +1,9 @@
 """Decoding in child processes, so the model never shares a GIL with the event loop.
 
 In one process the model thread needs the GIL around every torch op, and the event loop holds
-it while it parses and answers requests: under load each op waits for the loop, and a batch
-that takes 20 ms alone takes 150–250 ms (profiled: benchmarks/results/serving.md). With
+it while it parses and answers requests: under load each op waits for the loop (py-spy;
+the server's batch-time histogram showed batches of ~20 ms taking 150–250 ms at 2× overload,
+and a model thread beside a busy Python thread ran 100× slower). With
 `GENREC_MODEL_PROCESS=true` (the default) each model worker is a child process with its own
 interpreter. It loads the bundles itself, by path (a bundle directory is an immutable
 version), and decodes the batches the parent's batcher hands it; queries and results cross a

@@ -34,8 +34,8 @@ class Settings(BaseSettings):
         8,
         ge=1,
         description="Requests per batch. Small batches keep every model worker busy while the "
-        "event loop answers the last batch (benchmarks/results/serving.md: 8 beats 16 and 32 "
-        "on p99 at concurrency 16, at some cost in peak QPS).",
+        "event loop answers the last batch (ad-hoc runs of benchmarks/serving.py's server: 8 "
+        "had a lower p99 at concurrency 16 than 12, 16 and 32, at some cost in peak QPS).",
     )
     batch_max_wait_ms: float = Field(2.0, ge=0)
     model_workers: int = Field(
