@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.export import Dim
 
 from model.bundle import MANIFEST, Bundle, load_bundle, read_manifest, sha256
+from model.extras import require
 from model.lazy_decoder import LazyDecoder
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ def _export(
     names: tuple[list[str], list[str]],
     dynamic: tuple[dict[int, Dim], ...],
 ) -> bytes:
+    for name in ("onnx", "onnxscript"):  # torch.onnx's exporter imports them lazily
+        require(name, "onnx", "ONNX export")
     quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
     levels = [q.level for q in quiet]
     for q in quiet:

