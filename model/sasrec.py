@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from model.layers import padding_bias
+
 
 @dataclass(frozen=True)
 class SASRecConfig:
@@ -28,26 +30,29 @@ class SASRecConfig:
 
 
 class SASRecBlock(nn.Module):
-    """Post-norm as in the paper: causal self-attention → FFN, each with a residual."""
+    """Post-norm as in the paper and RecBole: causal self-attention → FFN, each with dropout
+    on its output, a residual and a LayerNorm (no dropout inside the FFN, as RecBole)."""
 
     def __init__(self, cfg: SASRecConfig) -> None:
         super().__init__()
         C = cfg.d_model
-        self.attn = nn.MultiheadAttention(
-            C, cfg.n_heads, dropout=cfg.attn_dropout, batch_first=True
-        )
-        self.norm1, self.norm2 = nn.LayerNorm(C), nn.LayerNorm(C)
+        self.n_heads, self.attn_dropout = cfg.n_heads, cfg.attn_dropout
+        self.qkv = nn.Linear(C, 3 * C)
+        self.out = nn.Linear(C, C)
+        self.norm1, self.norm2 = nn.LayerNorm(C, eps=1e-12), nn.LayerNorm(C, eps=1e-12)
         self.ffn = nn.Sequential(
-            nn.Linear(C, cfg.ffn_mult * C),
-            nn.GELU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.ffn_mult * C, C),
+            nn.Linear(C, cfg.ffn_mult * C), nn.GELU(), nn.Linear(cfg.ffn_mult * C, C)
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, causal: Tensor, pad: Tensor) -> Tensor:
-        a, _ = self.attn(x, x, x, attn_mask=causal, key_padding_mask=pad, need_weights=False)
-        x = self.norm1(x + self.drop(a))
+    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
+        """x (B, T, C); bias (B, 1, T, T) additive, every row with at least one visible key."""
+        B, T, C = x.shape
+        H = self.n_heads
+        q, k, v = self.qkv(x).view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
+        p = self.attn_dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)  # (B, H, T, D)
+        x = self.norm1(x + self.drop(self.out(a.transpose(1, 2).reshape(B, T, C))))
         return self.norm2(x + self.drop(self.ffn(x)))
 
 
@@ -63,7 +68,7 @@ class SASRec(nn.Module):
         C = cfg.d_model
         self.item_emb = nn.Embedding(cfg.n_items + 1, C, padding_idx=cfg.n_items)
         self.pos_emb = nn.Embedding(cfg.max_history, C)
-        self.norm = nn.LayerNorm(C)
+        self.norm = nn.LayerNorm(C, eps=1e-12)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(SASRecBlock(cfg) for _ in range(cfg.n_layers))
         self.apply(self._init)
@@ -82,13 +87,11 @@ class SASRec(nn.Module):
         x = self.drop(
             self.norm(x + self.pos_emb.weight[self.cfg.max_history - T :])
         )  # newest at the last position
-        causal = torch.ones(T, T, dtype=torch.bool, device=items.device).triu(1)  # True: blocked
-        pad = ~mask
-        pad = pad & ~pad.all(
-            1, keepdim=True
-        )  # an all-padding row would give NaNs; it is masked later
+        # Padding keys are hidden and a padding query sees only itself: no row is all −inf
+        # (whose softmax is NaN, which then spreads to real positions in the next layer).
+        bias = padding_bias(mask, causal=True)  # (B, 1, T, T)
         for block in self.blocks:
-            x = block(x, causal, pad)
+            x = block(x, bias)
         return x
 
     def scores(self, items: Tensor, mask: Tensor) -> Tensor:
