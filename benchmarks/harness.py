@@ -38,6 +38,21 @@ def ml100k(data_dir: Path) -> tuple[Dataset, Split]:
     return dataset, leave_one_out(build_sequences(dataset))
 
 
+def provenance() -> dict[str, Any]:
+    """The commit a result was measured at, and whether the tree had uncommitted changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
 def machine() -> dict[str, Any]:
     return {
         "torch_threads": torch.get_num_threads(),
