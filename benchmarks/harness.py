@@ -180,13 +180,15 @@ def write(name: str, data: dict[str, Any], markdown: str) -> None:
 
 def kept(kind: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """A finished run, kept under data/bench-runs and keyed by its whole configuration: an
-    interrupted benchmark resumes, and studies that share a run train it once. Delete the
-    folder after changing training code."""
+    interrupted benchmark resumes, and studies that share a run train it once. The key is
+    the configuration, not the code: every run records the commit it ran at (`provenance`),
+    which the tables show; delete the folder after changing training code."""
     text = json.dumps(key, sort_keys=True, default=_json_default)
     path = RUNS / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
     if path.exists():
         return dict(json.loads(path.read_text()))
     out = {k: v for k, v in run().items() if k not in ("model", "codes")}
+    out["provenance"] = provenance()
     RUNS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, default=_json_default))
     return out

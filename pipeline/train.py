@@ -25,6 +25,7 @@ from model.bundle import Catalog, save_bundle
 from model.config import GeneratorConfig, generator_small
 from model.generators import build_generator
 from model.lazy_decoder import LazyDecoder
+from model.precision import inference_dtype
 from model.recommender import Recommender, gather_windows
 from pipeline.datasets import Dataset
 from pipeline.distributed import (
@@ -63,6 +64,9 @@ class TrainConfig:
     eval_beam: int = 32
     seed: int = 0
     max_minutes: float | None = None
+    # Forward passes under bfloat16 autocast ("auto": where the CPU multiplies it natively,
+    # see model.precision); weights, optimizer and validation stay float32.
+    precision: str = "float32"
 
 
 @dataclass
@@ -155,6 +159,7 @@ def optimize(
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, total))
     best, best_state, curve, bad = -1.0, copy.deepcopy(model.state_dict()), [], 0
+    mixed = inference_dtype(cfg.precision) == torch.bfloat16
     started = time.monotonic()
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -172,7 +177,8 @@ def optimize(
             mine = batch[rank() :: world_size()]  # this rank's shard (all of it in one process)
             opt.zero_grad(set_to_none=True)
             if len(mine):
-                loss = step_loss(chunks.subset(mine))
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+                    loss = step_loss(chunks.subset(mine))
                 share = chunks.count[mine].sum() / chunks.count[batch].sum()
                 (loss * float(share)).backward()
                 losses.append(loss.item())
