@@ -211,6 +211,10 @@ def retrain(
         bool, typer.Option(help="Fit new codebooks for every item (IDs change).")
     ] = False,
     epochs: Annotated[int, typer.Option(help="Warm-start epochs.")] = 4,
+    final_epochs: Annotated[
+        int,
+        typer.Option(help="Epochs through every position, the newest too, after the gate."),
+    ] = 2,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the warm start.")] = 1e-3,
     min_events: Annotated[int, typer.Option(help="Skip retraining below this many.")] = 1,
     beam_width: Annotated[int, typer.Option(help="Beam width of the gate's evaluation.")] = 64,
@@ -234,6 +238,7 @@ def retrain(
         refit_tokenizer=refit_tokenizer,
         min_events=min_events,
         epochs=epochs,
+        final_epochs=final_epochs,
         lr=lr,
         max_minutes=max_minutes,
         test_beam=beam_width,

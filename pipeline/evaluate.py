@@ -111,6 +111,15 @@ def evaluate_bundle(
     rec = Recommender(bundle.model, bundle.semantic_ids.codes)
     genrec = evaluate_ranker(generator_ranker(rec, beam_width), split, examples, progress=True)
     pop = evaluate_ranker(popularity_ranker(split.popularity()), split, examples)
+    final_pass = bundle.manifest.get("training", {}).get("final_pass")
+    if final_pass:
+        log.warning(
+            "bundle %s trained through every position after its quality gate (a retrain's "
+            "final pass): its %s items are not held out, so these scores overstate it; its "
+            "gate scores are in the manifest under `retrain`",
+            bundle.version,
+            part,
+        )
     return {
         **genrec,
         "pop": pop,
@@ -118,4 +127,5 @@ def evaluate_bundle(
         "split": part,
         "users": len(examples),
         "beam_width": beam_width,
+        "held_out": not final_pass,
     }

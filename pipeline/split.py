@@ -53,10 +53,15 @@ class Examples:
 
 @dataclass
 class Split:
+    """Training targets and the held-out ones. `held_out` is how many trailing positions of each
+    user (with ≥ 3 items) no training target reaches: 2 for leave-one-out (validation, test),
+    0 for `every_position` (a final pass through the newest events, nothing held out)."""
+
     sequences: Sequences
     train: Examples
     valid: Examples
     test: Examples
+    held_out: int = 2
 
     def popularity(self) -> np.ndarray:
         """Interaction counts per item over the training part only (no leakage)."""
@@ -68,9 +73,10 @@ class Split:
         return np.bincount(self.sequences.items[keep], minlength=self.sequences.n_items)
 
     def train_end(self) -> np.ndarray:
-        """Per user, the number of leading items that belong to training (n − 2, or n if < 3)."""
+        """Per user, the number of leading items that belong to training (n − held_out, or n
+        if < 3)."""
         n = self.sequences.lengths
-        return np.where(n >= 3, n - 2, n)
+        return np.where(n >= 3, n - self.held_out, n)
 
 
 def catalog_ids(dataset: Dataset) -> list[str]:
@@ -104,16 +110,29 @@ def leave_one_out(seqs: Sequences) -> Split:
     (from the second item on) is a training target. Shorter users only train."""
     n = seqs.lengths
     start = seqs.offsets[:-1]
-    n_train = np.where(n >= 3, n - 2, n)
-    # training targets: positions 1 .. n_train-1 of each user
-    per_user = np.maximum(n_train - 1, 0)
-    users = np.repeat(np.arange(len(n)), per_user)
-    pos = np.arange(per_user.sum()) - np.repeat(np.cumsum(per_user) - per_user, per_user) + 1
-    train = _examples(seqs, users, start[users], start[users] + pos)
     evaluable = np.flatnonzero(n >= 3)
     valid = _examples(seqs, evaluable, start[evaluable], start[evaluable] + n[evaluable] - 2)
     test = _examples(seqs, evaluable, start[evaluable], start[evaluable] + n[evaluable] - 1)
-    return Split(seqs, train, valid, test)
+    return Split(seqs, _training_targets(seqs, held_out=2), valid, test, held_out=2)
+
+
+def every_position(seqs: Sequences) -> Split:
+    """Every position from each user's second item on is a training target, the newest
+    included; nothing is held out (what a model trains on once it has been judged)."""
+    none = np.empty(0, dtype=np.int64)
+    empty = Examples(none, none, none, none)
+    return Split(seqs, _training_targets(seqs, held_out=0), empty, empty, held_out=0)
+
+
+def _training_targets(seqs: Sequences, held_out: int) -> Examples:
+    """Positions 1 … n − held_out − 1 of each user (all of them for users with < 3 items)."""
+    n = seqs.lengths
+    start = seqs.offsets[:-1]
+    n_train = np.where(n >= 3, n - held_out, n)
+    per_user = np.maximum(n_train - 1, 0)
+    users = np.repeat(np.arange(len(n)), per_user)
+    pos = np.arange(per_user.sum()) - np.repeat(np.cumsum(per_user) - per_user, per_user) + 1
+    return _examples(seqs, users, start[users], start[users] + pos)
 
 
 def _examples(seqs: Sequences, users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Examples:

@@ -141,11 +141,12 @@ def optimize(
     model: torch.nn.Module,
     chunks: Chunks,
     step_loss: Callable[[Chunks], torch.Tensor],
-    validate: Callable[[], dict[str, float]],
+    validate: Callable[[], dict[str, float]] | None,
     cfg: TrainConfig,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """AdamW over shuffled runs with warm-up + cosine; keeps the weights with the best
     validation NDCG@10 and stops after `patience` epochs without a gain. Returns them and the curve.
+    With no `validate` (nothing held out) it trains every epoch and keeps the last weights.
 
     Under torchrun every rank shuffles alike and takes its shard of each step's runs; gradients
     are averaged across ranks (pipeline.distributed), rank 0 validates and all ranks follow
@@ -189,23 +190,22 @@ def optimize(
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
         model.eval()
-        val = validate() if is_main() else {"ndcg@10": 0.0, "recall@10": 0.0}
+        val = validate() if validate and is_main() else {"ndcg@10": 0.0, "recall@10": 0.0}
         ndcg, recall, elapsed = broadcast_floats(
             [val["ndcg@10"], val["recall@10"], time.monotonic() - started]
         )
-        val = {"ndcg@10": ndcg, "recall@10": recall}
-        point = {
+        point: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": mean_across_ranks(float(np.mean(losses))),
             "lr": sched.get_last_lr()[0],
-            "valid_ndcg@10": val["ndcg@10"],
-            "valid_recall@10": val["recall@10"],
             "seconds": round(elapsed, 1),
         }
+        if validate:
+            point |= {"valid_ndcg@10": ndcg, "valid_recall@10": recall}
         curve.append(point)
         log.info("epoch %s", json.dumps(point))
-        if val["ndcg@10"] > best:
-            best, best_state, bad = val["ndcg@10"], copy.deepcopy(model.state_dict()), 0
+        if validate is None or ndcg > best:
+            best, best_state, bad = ndcg, copy.deepcopy(model.state_dict()), 0
         else:
             bad += 1
         if bad >= cfg.patience:
@@ -220,7 +220,8 @@ def optimize(
 def fit(
     model: LazyDecoder, codes: np.ndarray, split: Split, cfg: TrainConfig
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
-    """Train the generator on runs of training targets; select on validation NDCG@10."""
+    """Train the generator on runs of training targets; select on validation NDCG@10 (a split
+    with no validation targets, `every_position`, keeps the last epoch)."""
     codes_t = torch.from_numpy(codes)
     trie = PrefixTrie.build(codes, model.cfg.codebook_sizes)
 
@@ -232,7 +233,8 @@ def fit(
         rec = Recommender(model, codes, trie)
         return evaluate_ranker(generator_ranker(rec, cfg.eval_beam), split, split.valid)
 
-    return optimize(model, make_chunks(split.train, cfg.chunk_size), step_loss, validate, cfg)
+    chunks = make_chunks(split.train, cfg.chunk_size)
+    return optimize(model, chunks, step_loss, validate if len(split.valid) else None, cfg)
 
 
 def train(
