@@ -19,6 +19,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from model.bundle import Catalog, save_bundle
@@ -67,6 +68,10 @@ class TrainConfig:
     # Forward passes under bfloat16 autocast ("auto": where the CPU multiplies it natively,
     # see model.precision); weights, optimizer and validation stay float32.
     precision: str = "float32"
+    # > 0: validate and keep an exponential moving average of the weights (decay per step)
+    # instead of the weights themselves: the average of the last few hundred steps of a noisy
+    # small-batch run generalizes better than any one of them.
+    ema: float = 0.0
 
 
 @dataclass
@@ -161,6 +166,11 @@ def optimize(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, total))
     best, best_state, curve, bad = -1.0, copy.deepcopy(model.state_dict()), [], 0
     mixed = inference_dtype(cfg.precision) == torch.bfloat16
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        if cfg.ema
+        else None
+    )
     started = time.monotonic()
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -187,9 +197,15 @@ def optimize(
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
         model.eval()
+        live = None
+        if ema is not None:  # judge (and keep) the averaged weights
+            live = copy.deepcopy(model.state_dict())
+            model.load_state_dict(ema.module.state_dict())
         val = validate() if validate and is_main() else {"ndcg@10": 0.0, "recall@10": 0.0}
         ndcg, recall, elapsed = broadcast_floats(
             [val["ndcg@10"], val["recall@10"], time.monotonic() - started]
@@ -208,6 +224,8 @@ def optimize(
             best, best_state, bad = ndcg, copy.deepcopy(model.state_dict()), 0
         else:
             bad += 1
+        if live is not None:
+            model.load_state_dict(live)
         if bad >= cfg.patience:
             log.info("early_stop epoch=%d best_valid_ndcg@10=%.4f", epoch, best)
             break
