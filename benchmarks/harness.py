@@ -131,21 +131,23 @@ def _genrec(
 
 
 def run_sasrec(
-    split: Split, *, seed: int, config: dict[str, Any], train: TrainConfig
+    split: Split, *, seed: int, config: dict[str, Any], train: TrainConfig, run_size: int = 25
 ) -> dict[str, Any]:
     cfg = SASRecConfig(n_items=split.sequences.n_items, **config)
     train = replace(train, seed=seed)
-    return kept("sasrec", {"config": cfg, "train": train}, lambda: _sasrec(split, cfg, train))
+    key = {"config": cfg, "train": train} | ({"run_size": run_size} if run_size != 25 else {})
+    return kept("sasrec", key, lambda: _sasrec(split, cfg, train, run_size))
 
 
-def _sasrec(split: Split, cfg: SASRecConfig, train: TrainConfig) -> dict[str, Any]:
+def _sasrec(split: Split, cfg: SASRecConfig, train: TrainConfig, run_size: int) -> dict[str, Any]:
     started = time.monotonic()
-    model, curve = train_sasrec(split, cfg, train)
+    model, curve = train_sasrec(split, cfg, train, run_size)
     return {
         "seed": train.seed,
         "train_seconds": round(time.monotonic() - started, 1),
         "epochs": len(curve),
         "config": cfg.to_dict(),
+        "run_size": run_size,
         "curve": curve,
         "valid": evaluate_ranker(sasrec_ranker(model), split, split.valid),
         "test": evaluate_ranker(sasrec_ranker(model), split, split.test),
