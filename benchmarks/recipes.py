@@ -14,6 +14,7 @@ marked, because it is not comparable with one that did not. Runs are kept in dat
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -47,6 +48,30 @@ RECIPES: dict[str, tuple[str, Callable[[], Preset]]] = {
         "v1-bf16 for 24 epochs (cosine over 24)",
         lambda: change(DEMO, train={"precision": "bfloat16", "epochs": 24}),
     ),
+    "v1-bf16-ema": (
+        "v1-bf16, validating and keeping an EMA of the weights (decay 0.998 per step)",
+        lambda: change(DEMO, train={"precision": "bfloat16", "ema": 0.998}),
+    ),
+    "v1-bf16-24ep-ema": (
+        "v1-bf16-ema for 24 epochs",
+        lambda: change(DEMO, train={"precision": "bfloat16", "ema": 0.998, "epochs": 24}),
+    ),
+    "dense-24ep-ema": (
+        "v1-bf16-24ep-ema + dense item head",
+        lambda: change(
+            DEMO,
+            generator={"dense_weight": 1.0},
+            train={"precision": "bfloat16", "ema": 0.998, "epochs": 24},
+        ),
+    ),
+    "d256-24ep-ema": (
+        "v1-bf16-24ep-ema, d_model 256 (8 heads, 2 KV heads), dropout 0.2",
+        lambda: change(
+            DEMO,
+            generator={"d_model": 256, "n_heads": 8, "dropout": 0.2},
+            train={"precision": "bfloat16", "ema": 0.998, "epochs": 24},
+        ),
+    ),
 }
 SHORTLIST: tuple[str, ...] = ()
 
@@ -59,6 +84,7 @@ def main() -> None:
     )
     ap.add_argument("--data-dir", default=str(ROOT / "data"))
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     dataset, split = ml100k(args.data_dir)
     rows = {}
     for name in args.recipes:
