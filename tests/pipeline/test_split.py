@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.datasets import Dataset
-from pipeline.split import build_sequences, leave_one_out
+from pipeline.split import build_sequences, every_position, leave_one_out
 
 
 def tiny_dataset():
@@ -45,3 +45,13 @@ def test_popularity_counts_training_positions_only():
     split = leave_one_out(build_sequences(tiny_dataset()))
     pop = dict(zip(split.sequences.item_ids, split.popularity().tolist(), strict=False))
     assert pop == {"1": 2, "2": 3, "3": 0, "4": 0, "5": 0}
+
+
+def test_every_position_trains_through_the_newest_item_and_holds_nothing_out():
+    seqs = build_sequences(tiny_dataset())
+    split = every_position(seqs)
+    ids = np.asarray(seqs.item_ids)
+    assert len(split.valid) == len(split.test) == 0 and split.held_out == 0
+    # every item after each user's first is a target, the newest included
+    assert sorted(ids[split.train.targets].tolist()) == sorted(["2", "3", "4", "1", "5", "2"])
+    assert (split.train_end() == seqs.lengths).all()

@@ -9,8 +9,8 @@ import torch
 from model.config import generator_tiny
 from model.lazy_decoder import LazyDecoder
 from model.recommender import gather_windows
-from pipeline.split import build_sequences, leave_one_out
-from pipeline.train import lr_factor, make_batch, make_chunks
+from pipeline.split import build_sequences, every_position, leave_one_out
+from pipeline.train import TrainConfig, fit, lr_factor, make_batch, make_chunks
 from tests.synthetic import synthetic_dataset
 
 
@@ -61,3 +61,30 @@ def test_learning_rate_warms_up_then_decays_to_a_tenth():
     assert lr_factor(0, 10, 100) == pytest.approx(0.1)
     assert lr_factor(9, 10, 100) == pytest.approx(1.0)
     assert lr_factor(100, 10, 100) == pytest.approx(0.1)
+
+
+def tiny_fit(split, **train):
+    torch.manual_seed(0)
+    N = split.sequences.n_items
+    codes = np.stack([np.arange(N) // 16 % 8, np.arange(N) // 2 % 8, np.arange(N) % 2], 1)
+    model = LazyDecoder(generator_tiny().for_catalog((8, 8, 2), N))
+    cfg = TrainConfig(epochs=2, batch_size=16, eval_beam=8, warmup_steps=2, **train)
+    state, curve = fit(model, codes, split, cfg)
+    return model, state, curve
+
+
+def test_without_held_out_targets_training_keeps_the_last_weights(split):
+    everything = every_position(split.sequences)
+    model, state, curve = tiny_fit(everything)
+    assert len(curve) == 2 and "valid_ndcg@10" not in curve[-1]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(state[name], tensor), name
+
+
+def test_ema_keeps_the_averaged_weights_not_the_live_ones(split):
+    model, state, _ = tiny_fit(every_position(split.sequences), ema=0.9)
+    live = model.state_dict()
+    assert any(not torch.equal(state[n], live[n]) for n in live if live[n].is_floating_point())
+    _, plain, _ = tiny_fit(every_position(split.sequences))
+    for name, tensor in plain.items():  # the live weights follow the same steps either way
+        assert torch.allclose(tensor, live[name]), name
