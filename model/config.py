@@ -24,6 +24,10 @@ class GeneratorConfig:
     max_history: int = 50
     dropout: float = 0.1
     item_embeddings: bool = True
+    # The first decoder token is BOS plus a projection of the newest history item's context
+    # values, so the first cross-attention already asks "what follows this item" (as SASRec's
+    # last position does); with a constant BOS only the second layer's query depends on the user.
+    newest_query: bool = False
     dense_weight: float = (
         0.0  # > 0 adds a dense item head (LIGER-style), trained with this loss weight
     )

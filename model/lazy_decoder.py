@@ -155,8 +155,22 @@ class LazyDecoder(nn.Module):
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         self.heads = LevelHeads(cfg)
         self.dense = DenseHead(cfg) if cfg.dense_weight > 0 else None
+        self.newest_query = (
+            nn.Linear(cfg.n_kv_heads * cfg.head_dim, cfg.d_model, bias=False)
+            if cfg.newest_query
+            else None
+        )
         self.apply(init_weights)
         nn.init.normal_(self.targets.bos, std=0.02)
+
+    def first_token(self, x: Tensor, newest_v: Tensor) -> Tensor:
+        """Add the query of the newest history item to the BOS position of x (B, W, S, C);
+        newest_v (B, Hkv, D) for a request, or (B, W, Hkv, D) per target in training."""
+        if self.newest_query is None:
+            return x
+        q = self.newest_query(newest_v.flatten(-2))  # (B, C) or (B, W, C)
+        q = q[:, None] if q.dim() == 2 else q  # (B, 1 or W, C)
+        return torch.cat([x[:, :, :1] + q[:, :, None], x[:, :, 1:]], dim=2)
 
     def encode_context(
         self, hist_codes: Tensor, hist_items: Tensor, hist_mask: Tensor
@@ -166,9 +180,21 @@ class LazyDecoder(nn.Module):
         ctx_k, ctx_v = self.context(hist_codes, hist_items)
         return ctx_k, ctx_v, self.context.window_bias(hist_mask)
 
-    def decode(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, tokens: Tensor) -> Tensor:
-        """tokens (B, W, t) chosen codes → hidden states (B, W, t+1, C) of [BOS, tokens]."""
-        x = self.targets(tokens)
+    def decode(
+        self,
+        ctx_k: Tensor,
+        ctx_v: Tensor,
+        ctx_bias: Tensor,
+        tokens: Tensor,
+        newest_v: Tensor | None = None,
+    ) -> Tensor:
+        """tokens (B, W, t) chosen codes → hidden states (B, W, t+1, C) of [BOS, tokens].
+
+        The newest history item is the last key of left-padded windows (`newest_v` overrides
+        it per target in training, where one context serves targets at several positions)."""
+        x = self.first_token(
+            self.targets(tokens), ctx_v[:, :, -1] if newest_v is None else newest_v
+        )
         for block in self.blocks:
             x = block(x, ctx_k, ctx_v, ctx_bias)
         return x
@@ -190,6 +216,8 @@ class LazyDecoder(nn.Module):
         """
         t = 0 if cache is None else cache.shape[4]
         x = self.targets.at(last, t)  # (B, W, 1, C)
+        if t == 0:
+            x = self.first_token(x, ctx_v[:, :, -1])
         kvs = []
         for i, block in enumerate(cast(list[DecoderBlock], self.blocks)):
             x, kv = block.extend(x, ctx_k, ctx_v, ctx_bias, None if cache is None else cache[i])
@@ -197,20 +225,32 @@ class LazyDecoder(nn.Module):
         return self.heads.log_probs(x[:, :, 0], t), torch.stack(kvs)
 
     def forward(
-        self, hist_codes: Tensor, hist_items: Tensor, ctx_bias: Tensor, target_codes: Tensor
+        self,
+        hist_codes: Tensor,
+        hist_items: Tensor,
+        ctx_bias: Tensor,
+        target_codes: Tensor,
+        newest: Tensor | None = None,
     ) -> Tensor:
         """Teacher-forced hidden states (B, W, L, C) for W targets that share one context.
 
         hist_* (B, T[, L]) is the shared context; ctx_bias (B, Hkv, W, T) says which keys each
-        target sees; target_codes (B, W, L).
+        target sees; target_codes (B, W, L); newest (B, W) the key index of each target's newest
+        history item (default: the last key, as in a left-padded window).
         """
         ctx_k, ctx_v = self.context(hist_codes, hist_items)
-        return self.decode(ctx_k, ctx_v, ctx_bias, target_codes[..., :-1])
+        newest_v = None
+        if newest is not None:  # (B, W) key index of each target's newest item
+            B, Hkv, _, D = ctx_v.shape
+            idx = newest[:, None, :, None].expand(B, Hkv, newest.shape[1], D)
+            newest_v = ctx_v.gather(2, idx).transpose(1, 2)  # (B, W, Hkv, D)
+        return self.decode(ctx_k, ctx_v, ctx_bias, target_codes[..., :-1], newest_v)
 
     def train_loss(self, batch: dict[str, Tensor], label_smoothing: float = 0.0) -> Tensor:
         """Mean cross-entropy over levels for a batch of runs (see `pipeline.train.make_batch`)."""
         bias = self.context.bias(batch["distance"], batch["valid"])
-        h = self(batch["hist_codes"], batch["hist_items"], bias, batch["target_codes"])
+        newest = (batch["distance"] == 1).int().argmax(-1)  # (B, W) each target's newest key
+        h = self(batch["hist_codes"], batch["hist_items"], bias, batch["target_codes"], newest)
         loss = self.heads.loss(h, batch["target_codes"], batch["target_mask"], label_smoothing)
         if self.dense is None:
             return loss

@@ -1,5 +1,7 @@
 """A tiny random catalog and untrained model: enough to check decoding logic exactly."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -17,10 +19,15 @@ def semantic_ids():
     return fit_semantic_ids(clustered_embeddings(120), TokenizerConfig(codebook_size=8))
 
 
-@pytest.fixture(scope="module")
-def model(semantic_ids):
+@pytest.fixture(scope="module", params=[False, True], ids=["bos", "newest-query"])
+def model(semantic_ids, request):
+    """Both first-token variants: a constant BOS, or BOS plus the newest item's query."""
     torch.manual_seed(0)
-    return LazyDecoder(generator_tiny().for_catalog(semantic_ids.codebook_sizes, 120)).eval()
+    cfg = replace(generator_tiny(), newest_query=request.param)
+    model = LazyDecoder(cfg.for_catalog(semantic_ids.codebook_sizes, 120)).eval()
+    if model.newest_query is not None:  # make the query matter (it starts near zero)
+        torch.nn.init.normal_(model.newest_query.weight, std=0.5)
+    return model
 
 
 @pytest.fixture(scope="module")

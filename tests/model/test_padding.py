@@ -55,11 +55,12 @@ def build(kind: str) -> tuple[torch.nn.Module, object]:
     if kind == "sasrec":
         cfg = SASRecConfig(n_items=N, d_model=16, n_heads=2, dropout=0.0, attn_dropout=0.0)
         return SASRec(cfg), sasrec_scores
-    cfg = replace(generator_tiny(), architecture=kind, dropout=0.0).for_catalog((4, 4, 4), N)
-    return build_generator(cfg), generator_scores
+    arch, _, variant = kind.partition("+")
+    cfg = replace(generator_tiny(), architecture=arch, dropout=0.0, newest_query=bool(variant))
+    return build_generator(cfg.for_catalog((4, 4, 4), N)), generator_scores
 
 
-@pytest.mark.parametrize("kind", ["lazy", "naive", "encdec", "sasrec"])
+@pytest.mark.parametrize("kind", ["lazy", "lazy+newest-query", "naive", "encdec", "sasrec"])
 def test_scores_of_a_short_history_do_not_depend_on_left_padding(kind):
     model, scores = build(kind)
     alone = scores(model, [SHORT], False)[0]  # type: ignore[operator]
@@ -70,7 +71,7 @@ def test_scores_of_a_short_history_do_not_depend_on_left_padding(kind):
         torch.testing.assert_close(padded[0], alone, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["lazy", "naive", "encdec", "sasrec"])
+@pytest.mark.parametrize("kind", ["lazy", "lazy+newest-query", "naive", "encdec", "sasrec"])
 def test_eval_mode_equals_training_mode_without_dropout(kind):
     model, scores = build(kind)
     batch = [SHORT, LONGER[1]]

@@ -28,14 +28,16 @@ def test_runs_cover_every_training_target_once(split):
     assert chunks.count.max() == 6 and chunks.count.min() >= 1
 
 
-def test_run_batches_give_the_same_logits_as_one_context_per_target(split):
+@pytest.mark.parametrize("newest_query", [False, True])
+def test_run_batches_give_the_same_logits_as_one_context_per_target(split, newest_query):
     """The shared-context training path equals decoding each target from its own window."""
     torch.manual_seed(0)
     N, H, size = split.sequences.n_items, 10, 6
     codes = torch.randint(0, 8, (N, 4))
-    model = LazyDecoder(
-        replace(generator_tiny(), max_history=H).for_catalog((8, 8, 8, 8), N)
-    ).eval()
+    cfg = replace(generator_tiny(), max_history=H, newest_query=newest_query)
+    model = LazyDecoder(cfg.for_catalog((8, 8, 8, 8), N)).eval()
+    if model.newest_query is not None:  # make the query matter (it starts near zero)
+        torch.nn.init.normal_(model.newest_query.weight, std=0.5)
     chunks = make_chunks(split.train, size).subset(np.arange(15))
     batch = make_batch(split, chunks, codes, H, size)
     flat = split.sequences.items
@@ -45,6 +47,7 @@ def test_run_batches_give_the_same_logits_as_one_context_per_target(split):
             batch["hist_items"],
             model.context.bias(batch["distance"], batch["valid"]),
             batch["target_codes"],
+            (batch["distance"] == 1).int().argmax(-1),
         )  # (B, W, L, C)
         for i in range(len(chunks)):
             for w in range(chunks.count[i]):
