@@ -72,6 +72,14 @@ RECIPES: dict[str, tuple[str, Callable[[], Preset]]] = {
             train={"precision": "bfloat16", "ema": 0.998, "epochs": 24},
         ),
     ),
+    "newest-query": (
+        "v1-bf16 + the newest history item's query on the first decoder token",
+        lambda: change(DEMO, generator={"newest_query": True}, train={"precision": "bfloat16"}),
+    ),
+    "4-layers": (
+        "v1-bf16 with 4 decoder layers",
+        lambda: change(DEMO, generator={"n_layers": 4}, train={"precision": "bfloat16"}),
+    ),
 }
 SHORTLIST: tuple[str, ...] = ()
 
