@@ -22,6 +22,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import provenance  # noqa: E402
+
 from model.bundle import load_bundle  # noqa: E402
 from model.precision import native_bfloat16  # noqa: E402
 from service.engine import Engine, Query  # noqa: E402
@@ -73,6 +75,8 @@ def main() -> None:
     result = {
         "command": "python benchmarks/decode_cost.py " + " ".join(sys.argv[1:]),
         "bundle": str(args.bundle),
+        "bundle_version": bundle.version,
+        "provenance": provenance(),
         "native_bfloat16": native_bfloat16(),
         "beam_width": BEAM,
         "k": K,

@@ -22,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from harness import provenance  # noqa: E402
 
 
 def run(cmd: list[str], env: dict[str, str]) -> float:
@@ -84,6 +87,7 @@ def main() -> None:
         "speedup_train": round(one["train_seconds"] / two["train_seconds"], 2),
         "test_ndcg@10_difference": round(two["test"]["ndcg@10"] - one["test"]["ndcg@10"], 4),
         "max_weight_difference": max_diff,
+        "provenance": provenance(),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

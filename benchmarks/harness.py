@@ -174,6 +174,8 @@ def fmt(ms: list[float] | float) -> str:
 
 
 def write(name: str, data: dict[str, Any], markdown: str) -> None:
+    """results/NAME.json (with the commit it was measured at) and results/NAME.md."""
+    data.setdefault("provenance", provenance())
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1, default=_json_default))
     (RESULTS / f"{name}.md").write_text(markdown)
