@@ -80,6 +80,18 @@ RECIPES: dict[str, tuple[str, Callable[[], Preset]]] = {
         "v1-bf16 with 4 decoder layers",
         lambda: change(DEMO, generator={"n_layers": 4}, train={"precision": "bfloat16"}),
     ),
+    "dropout-0.3": (
+        "v1-bf16 with dropout 0.3",
+        lambda: change(DEMO, generator={"dropout": 0.3}, train={"precision": "bfloat16"}),
+    ),
+    "dense-dropout-0.3": (
+        "v1-dense-bf16 with dropout 0.3",
+        lambda: change(
+            DEMO,
+            generator={"dense_weight": 1.0, "dropout": 0.3},
+            train={"precision": "bfloat16"},
+        ),
+    ),
 }
 SHORTLIST: tuple[str, ...] = ()
 
