@@ -76,10 +76,6 @@ RECIPES: dict[str, tuple[str, Callable[[], Preset]]] = {
         "v1-bf16 + the newest history item's query on the first decoder token",
         lambda: change(DEMO, generator={"newest_query": True}, train={"precision": "bfloat16"}),
     ),
-    "4-layers": (
-        "v1-bf16 with 4 decoder layers",
-        lambda: change(DEMO, generator={"n_layers": 4}, train={"precision": "bfloat16"}),
-    ),
     "dropout-0.3": (
         "v1-bf16 with dropout 0.3",
         lambda: change(DEMO, generator={"dropout": 0.3}, train={"precision": "bfloat16"}),
