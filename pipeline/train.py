@@ -357,7 +357,7 @@ def tune_dense_alpha(
     codes: np.ndarray,
     split: Split,
     beam: int,
-    grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0),
+    grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
 ) -> float:
     """Pick the weight of the dense head in the final re-ranking on validation NDCG@10."""
     scores = {}
