@@ -25,7 +25,12 @@ from model.recommender import Recommender  # noqa: E402
 from model.sasrec import SASRecConfig  # noqa: E402
 from pipeline.baselines import sasrec_ranker, train_sasrec  # noqa: E402
 from pipeline.datasets import Dataset, load_builtin  # noqa: E402
-from pipeline.evaluate import evaluate_ranker, generator_ranker, popularity_ranker  # noqa: E402
+from pipeline.evaluate import (  # noqa: E402
+    evaluate_ranker,
+    generator_ranker,
+    popularity_ranker,
+    target_ranks,
+)
 from pipeline.split import Split, build_sequences, leave_one_out  # noqa: E402
 from pipeline.train import TrainConfig, train_generator  # noqa: E402
 from tokenizer.config import TokenizerConfig  # noqa: E402
@@ -111,6 +116,7 @@ def _genrec(
         "tokenizer": trained.semantic_ids.report,
         "curve": trained.curve,
         "valid": evaluate_ranker(generator_ranker(rec, beam), split, split.valid),
+        "valid_crossfit_ndcg@10": crossfit_valid_ndcg(trained.model, rec, split, beam),
         "test": evaluate_ranker(generator_ranker(rec, beam), split, split.test),
         "model": trained.model,
         "codes": trained.semantic_ids.codes,
@@ -128,6 +134,28 @@ def _genrec(
                 "test_seconds": round(time.monotonic() - started, 2),
             }
     return out
+
+
+def crossfit_valid_ndcg(model: Any, rec: Recommender, split: Split, beam: int) -> float:
+    """Validation NDCG@10 comparable across recipes: where a recipe fits a weight on validation
+    (the dense head's α, see `tune_dense_alpha`), each half of the validation users is scored
+    at the α the other half picks (2-fold cross-fitting); otherwise the plain validation score."""
+    grid = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+    fitted = model.cfg.dense_alpha
+    alphas = grid if getattr(model, "dense", None) is not None else (fitted,)
+    gains = {}
+    for alpha in alphas:
+        model.cfg = replace(model.cfg, dense_alpha=alpha)
+        ranks = target_ranks(generator_ranker(rec, beam), split, split.valid)
+        hit = (ranks >= 0) & (ranks < 10)
+        gains[alpha] = np.where(hit, 1 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+    model.cfg = replace(model.cfg, dense_alpha=fitted)
+    fold = np.arange(len(split.valid)) % 2
+    total = 0.0
+    for f in (0, 1):
+        pick = max(alphas, key=lambda a: gains[a][fold != f].mean())
+        total += gains[pick][fold == f].sum()
+    return float(total / len(split.valid))
 
 
 def run_sasrec(
@@ -191,9 +219,17 @@ def kept(kind: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> d
     path = RUNS / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
     if path.exists():
         return dict(json.loads(path.read_text()))
-    out = {k: v for k, v in run().items() if k not in ("model", "codes")}
+    result = run()
+    out = {k: v for k, v in result.items() if k not in ("model", "codes")}
     out["provenance"] = provenance()
     RUNS.mkdir(parents=True, exist_ok=True)
+    if "model" in result:  # the weights too, for later analyses (beam curves, fusion)
+        from safetensors.torch import save_file
+
+        tensors = {k: v.contiguous() for k, v in result["model"].state_dict().items()}
+        tensors["__codes__"] = torch.from_numpy(np.ascontiguousarray(result["codes"]))
+        save_file(tensors, path.with_suffix(".safetensors"))
+        out["generator_config"] = result["model"].cfg.to_dict()
     path.write_text(json.dumps(out, default=_json_default))
     return out
 

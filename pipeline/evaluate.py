@@ -64,12 +64,23 @@ def evaluate_ranker(
 ) -> dict[str, float]:
     """Metrics of any function mapping histories (the full prefix; items in it count as seen)
     to ranked item indices (B, ≥ max k)."""
+    return ranking_metrics(target_ranks(rank_fn, split, examples, batch_size, progress))
+
+
+def target_ranks(
+    rank_fn: Callable[[list[np.ndarray]], np.ndarray],
+    split: Split,
+    examples: Examples,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> np.ndarray:
+    """Each example's 0-based rank of its target in `rank_fn`'s list, −1 when absent."""
     ranks = []
     for ex in tqdm(
         list(_batches(examples, batch_size)), desc="evaluate", disable=not progress, leave=False
     ):
         ranks.append(rank_of(ex.targets, rank_fn(_prefixes(split, ex))))
-    return ranking_metrics(np.concatenate(ranks) if ranks else np.empty(0, dtype=np.int64))
+    return np.concatenate(ranks) if ranks else np.empty(0, dtype=np.int64)
 
 
 def generator_ranker(
