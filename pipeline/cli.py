@@ -88,7 +88,7 @@ def train(
 ) -> None:
     """Train a bundle: semantic IDs + lazy decoder, evaluated on the held-out split.
 
-    Under torchrun (`torchrun --nproc-per-node N -m pipeline.train …`) the same training runs
+    Under torchrun (`torchrun --nproc-per-node N -m pipeline.cli train …`) the same training runs
     data-parallel; rank 0 writes the bundle.
     """
     from contextlib import nullcontext
@@ -256,5 +256,5 @@ def retrain(
         raise typer.Exit(REJECTED_EXIT_CODE)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m pipeline.cli …`, and torchrun's `-m pipeline.cli train …`
     app()
