@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+if TYPE_CHECKING:
+    from service.engine import Result
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@/+\-]+$"
 MAX_K = 100
@@ -55,6 +58,25 @@ class RecommendResponse(BaseModel):
     beam_width: int = Field(description="Final beam width used.")
     beam_widths: list[int] = Field(description="Width used at each semantic-ID level.")
     history_length: int
+
+    @classmethod
+    def of(
+        cls, user_id: str | None, result: Result, model_version: str, history_length: int
+    ) -> RecommendResponse:
+        """The answer for one decoded query: the API's and `genrec recommend`'s, built alike."""
+        return cls(
+            user_id=user_id,
+            items=[
+                RecommendedItem(
+                    item_id=r.item_id, title=r.title, score=r.score, semantic_id=r.semantic_id
+                )
+                for r in result.items
+            ],
+            model_version=model_version,
+            beam_width=result.widths[-1],
+            beam_widths=list(result.widths),
+            history_length=history_length,
+        )
 
 
 class Event(Strict):

@@ -6,6 +6,7 @@ import pytest
 
 from model.bundle import load_bundle
 from tests.e2e.conftest import API_KEY
+from tests.e2e.test_cli import cli, genrec
 
 AUTH = {"X-API-Key": API_KEY}
 
@@ -195,3 +196,18 @@ def test_openapi_documents_the_contract(client):
         "/healthz",
         "/readyz",
     } <= set(spec["paths"])
+
+
+def test_recommend_offline_gives_the_items_the_api_gives(tiny_bundle, client):
+    for ask in (["--user", "u3"], ["--user", "u42", "-k", "5"], ["--history", "i3,i4,i5"]):
+        run = cli("recommend", "--bundle", str(tiny_bundle), "--json", *ask)
+        assert run.exit_code == 0, run.output
+        offline = json.loads(run.stdout)
+        body = {"k": int(ask[3]) if len(ask) > 2 else 10}
+        body |= {"user_id": ask[1]} if ask[0] == "--user" else {"history": ask[1].split(",")}
+        online = client.post("/v1/recommend", json=body).json()
+        assert offline == online
+    table = genrec("recommend", "--bundle", str(tiny_bundle), "--user", "u3")  # a real process
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.strip().splitlines()
+    assert len(lines) == 11 and online["model_version"] in lines[0]  # a header and ten items
