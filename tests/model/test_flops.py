@@ -41,7 +41,8 @@ def test_analytic_flops_match_flop_counter_on_a_real_decode(dense, history_len, 
     history = np.random.default_rng(0).choice(N, history_len, replace=False)
     widths = rec.widths(beam, 10)
     analytic = request_flops(cfg, widths, history_len)
-    assert analytic.total == pytest.approx(counted(rec, history, widths), rel=1e-3)  # they agree exactly today
+    # they agree exactly today; the tolerance leaves room for how torch counts, not for a term
+    assert analytic.total == pytest.approx(counted(rec, history, widths), rel=1e-3)
     assert (analytic.dense > 0) == dense
 
 
