@@ -16,13 +16,14 @@ from service.batcher import MicroBatcher
 from service.beam_controller import BeamController, ControllerConfig
 from service.engine import Engine, build_engine, run_jobs
 from service.errors import install_handlers
+from service.live_stats import LiveStats
 from service.malloc import keep_freed_memory, settle_heap
 from service.metrics import Metrics, MetricsMiddleware
 from service.model_process import ModelProcesses
 from service.reloader import Reloader
 from service.request_guard import LoadShedder, RequestGuard
 from service.result_cache import ResultCache
-from service.routes import admin, events, health, metrics, recommend, users
+from service.routes import admin, events, health, items, metrics, recommend, stats, users
 from service.settings import Settings, get_settings
 from service.store import EmbeddedRedis, HistoryStore, connect
 
@@ -120,8 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.state.metrics = Metrics()  # per app: tests run several apps in one process
+    app.state.live_stats = LiveStats(app.state.metrics)
     install_handlers(app)
-    for module in (recommend, events, users, health, admin, metrics):
+    for module in (recommend, events, users, items, stats, health, admin, metrics):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # inside the guard
     app.add_middleware(RequestGuard, max_bytes=app.state.settings.max_body_bytes)

@@ -195,6 +195,8 @@ def test_openapi_documents_the_contract(client):
         "/v1/users/{user_id}/history",
         "/healthz",
         "/readyz",
+        "/v1/items",
+        "/v1/stats",
     } <= set(spec["paths"])
 
 
@@ -211,3 +213,64 @@ def test_recommend_offline_gives_the_items_the_api_gives(tiny_bundle, client):
     assert table.returncode == 0, table.stderr
     lines = table.stdout.strip().splitlines()
     assert len(lines) == 11 and online["model_version"] in lines[0]  # a header and ten items
+
+
+def test_items_by_title_words_most_popular_first(client, bundle):
+    r = client.get("/v1/items", params={"q": "item 1", "limit": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    titles = bundle.catalog.titles
+    matching = [j for j, t in enumerate(titles) if "item" in t.lower() and "1" in t]
+    assert body["total"] == len(matching) < len(titles) and len(body["items"]) == 5
+    assert all("item" in i["title"].lower() and "1" in i["title"] for i in body["items"])
+    popularity = [i["popularity"] for i in body["items"]]
+    assert popularity == sorted(popularity, reverse=True)
+    assert popularity[0] == max(int(bundle.catalog.popularity[j]) for j in matching)
+    two_words = client.get("/v1/items", params={"q": "1 ITEM"}).json()
+    assert two_words["total"] == body["total"]  # every word, any order, any case
+    assert client.get("/v1/items", params={"q": "item 11"}).json()["total"] == 11  # 11, 110-119
+
+
+def test_items_by_id_keep_the_order_given_and_skip_unknown_ones(client):
+    r = client.get("/v1/items?id=i7&id=nope&id=i3")
+    assert r.status_code == 200, r.text
+    assert [i["item_id"] for i in r.json()["items"]] == ["i7", "i3"]
+    popular = client.get("/v1/items", params={"limit": 3}).json()
+    assert len(popular["items"]) == 3 and popular["total"] == 120
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "q=" + "x" * 101,
+        "q=",
+        "q=%20%20",
+        "limit=0",
+        "limit=51",
+        "limit=5.0",
+        "limit=true",
+        "q=a&id=i1",
+        "id=bad%20id",
+        "&".join(["id=i1"] * 101),
+        "surprise=1",
+    ],
+)
+def test_bad_item_queries_get_a_clear_422(client, query):
+    assert_problem(client.get(f"/v1/items?{query}"), 422)
+
+
+def test_stats_follow_the_recommendations_served(client, bundle):
+    for user in ("u10", "u11", "u12"):
+        assert client.post("/v1/recommend", json={"user_id": user, "k": 5}).status_code == 200
+    s = client.get("/v1/stats").json()
+    assert s["model_version"] == bundle.version
+    assert s["requests_per_s"] > 0 and s["window_s"] > 0
+    assert 0 < s["p50_ms"] <= s["p99_ms"]
+    assert s["beam_width"] == 64 and s["mean_beam_width"] > 0
+    assert s["queue_depth"] == 0 and 0 <= s["cache_hit_rate"] <= 1
+
+
+def test_every_response_says_how_long_the_server_took(client):
+    r = client.post("/v1/recommend", json={"user_id": "u13", "k": 3})
+    took = r.headers["server-timing"]
+    assert took.startswith("app;dur=") and float(took.removeprefix("app;dur=")) > 0
