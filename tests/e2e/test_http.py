@@ -198,6 +198,7 @@ def test_openapi_documents_the_contract(client):
         "/v1/items",
         "/v1/stats",
     } <= set(spec["paths"])
+    assert "/" not in spec["paths"]  # the demo page is not part of the API
 
 
 def test_recommend_offline_gives_the_items_the_api_gives(tiny_bundle, client):
@@ -274,3 +275,26 @@ def test_every_response_says_how_long_the_server_took(client):
     r = client.post("/v1/recommend", json={"user_id": "u13", "k": 3})
     took = r.headers["server-timing"]
     assert took.startswith("app;dur=") and float(took.removeprefix("app;dur=")) > 0
+
+
+def test_demo_page_and_its_assets_come_from_the_app(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset, kind in (("/static/app.js", "javascript"), ("/static/style.css", "text/css")):
+        assert f'"{asset}"' in page.text
+        r = client.get(asset)
+        assert r.status_code == 200 and kind in r.headers["content-type"], asset
+    assert_problem(client.get("/static/../service/app.py"), 404)
+
+
+def test_api_docs_pages_use_assets_served_here(client):
+    for page, assets in (
+        ("/docs", ["swagger-ui-bundle.js", "swagger-ui.css"]),
+        ("/redoc", ["redoc.standalone.js"]),
+    ):
+        html = client.get(page).text
+        assert "cdn." not in html, page
+        for asset in assets:
+            path = f"/static-offline-docs/{asset}"
+            assert path in html and client.get(path).status_code == 200, (page, asset)
