@@ -42,7 +42,8 @@ function serverMs(response) {
   return match ? Number(match[1]) : null;
 }
 
-// One API call. `scope` says which key the call needs if the server asks for one.
+// One API call. `scope` says which key the call needs if the server asks for one; a 503 with
+// Retry-After (load shed) is retried after the wait the server asks for.
 async function api(method, path, body, scope) {
   for (let attempt = 0; ; attempt++) {
     const headers = {};
@@ -61,6 +62,13 @@ async function api(method, path, body, scope) {
     const detail = (data && data.detail) || response.statusText;
     if (scope && (response.status === 401 || response.status === 403) && attempt < 2) {
       if (await askKey(scope, response.status, detail)) continue;
+    }
+    const retryAfter = Number(response.headers.get("Retry-After"));
+    if (response.status === 503 && retryAfter > 0 && attempt < 3) {
+      say(`The server is busy (${detail}); retrying in ${retryAfter} s.`);
+      await new Promise((resolve) => setTimeout(resolve, 1000 * retryAfter));
+      say("");
+      continue;
     }
     throw new ApiError(response.status, detail);
   }
