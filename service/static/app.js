@@ -5,7 +5,8 @@
 // Without a user, titles found by search build an explicit history that is sent with each
 // request. Keys are asked for only when the server answers 401/403, kept in localStorage and
 // sent as X-API-Key: the write key on writes, the read key (if the server wants one) on reads
-// of user data. Every string from the server is set as text, never parsed as HTML.
+// (catalog reads too, should a server protect them; the live strip never prompts). Every
+// string from the server is set as text, never parsed as HTML.
 "use strict";
 
 const K = 10;
@@ -118,7 +119,7 @@ async function titlesOf(ids) {
   const unknown = [...new Set(ids.filter((id) => !state.titles.has(id)))].slice(0, 100);
   if (unknown.length) {
     const query = unknown.map((id) => `id=${encodeURIComponent(id)}`).join("&");
-    const { data } = await api("GET", `/v1/items?${query}&limit=50`);
+    const { data } = await api("GET", `/v1/items?${query}&limit=50`, undefined, "read");
     remember(data.items);
   }
   return ids.map((id) => ({ item_id: id, title: state.titles.get(id) || id }));
@@ -270,7 +271,7 @@ function search(query) {
       const path = words
         ? `/v1/items?q=${encodeURIComponent(words)}&limit=8`
         : "/v1/items?limit=8";
-      const { data } = await api("GET", path);
+      const { data } = await api("GET", path, undefined, "read");
       if (seq !== searchSeq) return;
       renderSearch(data.items, words ? data.total : data.items.length);
       $("search-results").dataset.query = words;
