@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -140,10 +141,12 @@ def test_image_install_trains_evaluates_serves_and_retrains(image_venv, syntheti
     metrics = json.loads(done.stdout)
     assert metrics["ndcg@10"] > metrics["pop"]["ndcg@10"]
 
-    redis_server = EmbeddedRedis(tmp_path / "redis")
-    redis_url = f"unix://{redis_server.socket}"
-    proc, url = start_server(store / "current", tmp_path, genrec, GENREC_REDIS_URL=redis_url)
-    try:
+    with ExitStack() as cleanup:  # the Redis is closed even if the server fails to start
+        redis_server = EmbeddedRedis(tmp_path / "redis")
+        cleanup.callback(redis_server.close)
+        redis_url = f"unix://{redis_server.socket}"
+        proc, url = start_server(store / "current", tmp_path, genrec, GENREC_REDIS_URL=redis_url)
+        cleanup.callback(stop_server, proc)
         with httpx.Client(base_url=url, timeout=30) as c:
             assert_serves_page_and_docs(c)
             first = c.post("/v1/recommend", json={"user_id": "u1", "k": 5})
@@ -165,6 +168,3 @@ def test_image_install_trains_evaluates_serves_and_retrains(image_venv, syntheti
             assert reload.json()["model_version"] == summary["version"] != old
             after = c.post("/v1/recommend", json={"history": ["i1", "new0"], "k": 5})
             assert after.status_code == 200 and after.json()["model_version"] == summary["version"]
-    finally:
-        stop_server(proc)
-        redis_server.close()
