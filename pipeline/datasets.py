@@ -103,7 +103,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path} is empty; it needs a header line and one row per record") from None
     except UnicodeDecodeError as e:
         raise DataError(
-            f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); "
+            f"{path}: not UTF-8 text (byte {e.object[e.start]:#x}); "
             f"convert it, e.g. iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}"
         ) from None
     except (pd.errors.ParserError, ValueError, OSError) as e:
