@@ -31,7 +31,8 @@ train: $(BUNDLE)/manifest.json
 
 demo: train
 	@echo
-	@echo "Serving $(BUNDLE) on http://$(HOST):$(PORT) (docs: http://$(HOST):$(PORT)/docs). Try:"
+	@echo "Serving $(BUNDLE) on http://$(HOST):$(PORT) (docs: http://$(HOST):$(PORT)/docs)."
+	@echo "Demo page: http://$(HOST):$(PORT)/?user=196 (write key for clicks: $(API_KEY)). Or try:"
 	@echo "  curl -X POST $(HOST):$(PORT)/v1/recommend -d '{\"user_id\":\"196\",\"k\":10}'"
 	@echo "  curl -X POST $(HOST):$(PORT)/v1/events -H 'X-API-Key: $(API_KEY)' -d '{\"events\":[{\"user_id\":\"196\",\"item_id\":\"50\"}]}'"
 	@echo

@@ -2,7 +2,7 @@
 
     python benchmarks/distributed.py [--epochs 3] [--data-dir data]
 
-Runs the same `python -m pipeline.train` command twice — alone (torch's default threads) and
+Runs the same `python -m pipeline.cli train` command twice — alone (torch's default threads) and
 under torchrun with 2 processes (one OpenMP thread each, torchrun's default) — then writes
 benchmarks/results/distributed.json and .md with wall and training seconds, test metrics of
 both bundles and the largest weight difference. Both runs set OMP_WAIT_POLICY=PASSIVE.
@@ -49,7 +49,7 @@ def main() -> None:
     from model.bundle import read_manifest
 
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GENREC_DATA_DIR": str(args.data_dir)}
-    train = ["-m", "pipeline.train", "--dataset", "ml-100k", "--epochs", str(args.epochs)]
+    train = ["-m", "pipeline.cli", "train", "--dataset", "ml-100k", "--epochs", str(args.epochs)]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     out: dict[str, dict] = {}
     load_before = os.getloadavg()

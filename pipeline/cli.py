@@ -1,4 +1,9 @@
-"""The `genrec` command line: data, train, evaluate, serve, publish, retrain."""
+"""The `genrec` command line: data, train, evaluate, info, recommend, serve, publish, retrain.
+
+Thin: each command parses its options and calls a pipeline module. Errors a user can fix (bad
+files, a bundle that fails its checks, an unknown user) print one line and exit 2, never a
+traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -26,6 +31,12 @@ Store = Annotated[
         help="Bundle store: ROOT/versions/<version> and ROOT/current (serve ROOT/current).",
     ),
 ]
+
+
+def fail(command: str, error: Exception) -> NoReturn:
+    """One line on stderr saying what is wrong, and exit code 2."""
+    typer.echo(f"genrec {command}: {error}", err=True)
+    raise typer.Exit(2)
 
 
 @app.callback()
@@ -50,6 +61,40 @@ def data_fetch(
     from pipeline.datasets import fetch_builtin
 
     typer.echo(fetch_builtin(name, data_dir))
+
+
+@data_app.command("import")
+def data_import(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A MovieLens zip or folder (ml-1m, ml-10m, ml-20m, ml-25m, ml-32m) or an Amazon "
+            "reviews JSON-lines file (.json/.jsonl, gzipped or not)."
+        ),
+    ],
+    metadata: Annotated[
+        Path | None, typer.Option(help="Amazon metadata file (titles), e.g. meta_Beauty.json.gz.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: DATA_DIR/<file name>).")
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Read a dataset you downloaded into interactions and items tables for `genrec train`."""
+    from pipeline.datasets import DataError
+    from pipeline.importers import default_name, import_path, write_tables
+
+    try:
+        imported = import_path(path, metadata)
+    except DataError as e:
+        fail("data import", e)
+    ds = imported.dataset
+    inter, items = write_tables(ds, out or data_dir / default_name(path))
+    typer.echo(
+        f"{imported.format}: {len(ds.interactions):,} interactions, "
+        f"{ds.interactions['user_id'].nunique():,} users, {len(ds.items):,} items"
+    )
+    typer.echo(f"train with: genrec train --interactions {inter} --items {items} --out DIR")
 
 
 @app.command()
@@ -88,13 +133,13 @@ def train(
 ) -> None:
     """Train a bundle: semantic IDs + lazy decoder, evaluated on the held-out split.
 
-    Under torchrun (`torchrun --nproc-per-node N -m pipeline.train …`) the same training runs
+    Under torchrun (`torchrun --nproc-per-node N -m pipeline.cli train …`) the same training runs
     data-parallel; rank 0 writes the bundle.
     """
     from contextlib import nullcontext
 
     from pipeline import distributed
-    from pipeline.datasets import load_builtin, load_files
+    from pipeline.datasets import DataError, load_builtin, load_files
     from pipeline.presets import PRESETS
     from pipeline.publish import BundleStore
     from pipeline.train import train as run
@@ -108,7 +153,10 @@ def train(
         logging.getLogger().setLevel(logging.WARNING)
     if preset not in PRESETS:
         raise typer.BadParameter(f"--preset must be one of {sorted(PRESETS)}")
-    data = load_builtin(dataset, data_dir) if dataset else load_files(interactions, items)  # type: ignore[arg-type]
+    try:
+        data = load_builtin(dataset, data_dir) if dataset else load_files(interactions, items)  # type: ignore[arg-type]
+    except DataError as e:
+        fail("train", e)
     recipe = PRESETS[preset]()
     cfg = replace(recipe.train, seed=seed, max_minutes=max_minutes)
     if epochs is not None:
@@ -157,6 +205,65 @@ def export_onnx(
     from model.onnx_export import add_onnx_to_bundle
 
     typer.echo(add_onnx_to_bundle(bundle))
+
+
+@app.command()
+def info(
+    bundle: Annotated[Path, typer.Option(help="Bundle directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """What a bundle holds: version, data, sizes, metrics, tokenizer, training curve, cost."""
+    from model.bundle import BundleError
+    from pipeline.info import bundle_info, render
+
+    try:
+        facts = bundle_info(bundle)
+    except BundleError as e:
+        fail("info", e)
+    typer.echo(json.dumps(facts) if as_json else render(facts))
+
+
+@app.command()
+def recommend(
+    bundle: Annotated[Path, typer.Option(help="Bundle directory.")],
+    user: Annotated[str | None, typer.Option(help="A user of the bundle's data.")] = None,
+    history: Annotated[
+        str | None, typer.Option(help="Item IDs, oldest first, comma-separated.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="How many items.")] = 10,
+    beam_width: Annotated[
+        int | None, typer.Option(min=1, max=1024, help="Cap on the final beam width.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON response.")] = False,
+) -> None:
+    """Recommend offline, no server: the same items `POST /v1/recommend` returns."""
+    from model.bundle import BundleError
+    from pipeline.recommend import recommend_offline
+    from service.errors import ServiceError
+    from service.settings import Settings
+
+    if (user is None) == (history is None):
+        raise typer.BadParameter("give exactly one of --user or --history")
+    items = [i.strip() for i in history.split(",") if i.strip()] if history is not None else None
+    if items is not None and not items:
+        raise typer.BadParameter("--history needs at least one item ID")
+    try:
+        answer = recommend_offline(
+            bundle, Settings(), user_id=user, history=items, k=k, beam_width=beam_width
+        )
+    except (BundleError, ServiceError) as e:
+        fail("recommend", e)
+    if as_json:
+        typer.echo(answer.model_dump_json())
+        return
+    typer.echo(
+        f"{len(answer.items)} items for {f'user {user}' if user else 'the history'} "
+        f"(history {answer.history_length}, beam widths {answer.beam_widths}, "
+        f"model {answer.model_version})"
+    )
+    for rank, item in enumerate(answer.items, 1):
+        code = "-".join(map(str, item.semantic_id))
+        typer.echo(f"{rank:>3}. {item.item_id:<12} {item.score:>8.3f}  {code:<16} {item.title}")
 
 
 @app.command()
@@ -261,5 +368,5 @@ def retrain(
         raise typer.Exit(REJECTED_EXIT_CODE)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m pipeline.cli …`, and torchrun's `-m pipeline.cli train …`
     app()

@@ -82,29 +82,60 @@ def load_builtin(name: str, data_dir: Path) -> Dataset:
     items = _read_atomic(folder / f"{name}.item").rename(
         columns={"movie_title": "title", "class": "genres"}
     )
-    return Dataset(_canonical(inter), _canonical_items(items), {"dataset": name})
+    return Dataset(canonical_interactions(inter), canonical_items(items), {"dataset": name})
+
+
+class DataError(ValueError):
+    """Input data that cannot be used: the message says what is wrong and how to fix it, in one
+    line (the CLI prints it instead of a traceback)."""
 
 
 def _read_table(path: Path) -> pd.DataFrame:
     path = Path(path)
-    if path.suffix in {".parquet", ".pq"}:
-        return pd.read_parquet(path).astype(str)
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; give the path of a CSV or Parquet table")
+    try:
+        if path.suffix in {".parquet", ".pq"}:
+            df = pd.read_parquet(path).astype(str)
+        else:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty; it needs a header line and one row per record") from None
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {e.object[e.start]:#x}); "
+            f"convert it, e.g. iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}"
+        ) from None
+    except (pd.errors.ParserError, ValueError, OSError) as e:
+        kind = "Parquet" if path.suffix in {".parquet", ".pq"} else "CSV"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: not a readable {kind} table ({first})") from None
+    if df.empty:
+        raise DataError(f"{path} has a header but no rows")
+    return df
+
+
+def _require(df: pd.DataFrame, path: Path | None, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, df.columns))}); "
+            f"{what} need the columns {','.join(columns)}: rename them, or read MovieLens and "
+            "Amazon files with `genrec data import`"
+        )
 
 
 def load_files(interactions: Path, items: Path | None = None) -> Dataset:
-    """CSV or Parquet: interactions with `user_id,item_id,timestamp`; items with `item_id[,title,…]`."""
+    """CSV or Parquet: interactions with `user_id,item_id,timestamp`; items with `item_id[,title,…]`.
+    Unusable files raise `DataError` with a one-line reason."""
     inter = _read_table(interactions)
-    missing = {"user_id", "item_id", "timestamp"} - set(inter.columns)
-    if missing:
-        raise ValueError(f"{interactions}: missing columns {sorted(missing)}")
+    _require(inter, interactions, ["user_id", "item_id", "timestamp"], "interactions")
     item_df = _read_table(items) if items else pd.DataFrame({"item_id": inter["item_id"].unique()})
-    if "item_id" not in item_df.columns:
-        raise ValueError(f"{items}: missing column item_id")
+    _require(item_df, items, ["item_id"], "items")
     spec = {"interactions": str(Path(interactions).resolve())}
     if items:
         spec["items"] = str(Path(items).resolve())
-    return Dataset(_canonical(inter), _canonical_items(item_df), spec)
+    return Dataset(canonical_interactions(inter, interactions), canonical_items(item_df), spec)
 
 
 def load_dataset(spec: dict[str, Any], data_dir: Path) -> Dataset:
@@ -116,13 +147,23 @@ def load_dataset(spec: dict[str, Any], data_dir: Path) -> Dataset:
     )
 
 
-def _canonical(inter: pd.DataFrame) -> pd.DataFrame:
+def canonical_interactions(
+    inter: pd.DataFrame, source: Path | str = "interactions"
+) -> pd.DataFrame:
     out = inter[["user_id", "item_id", "timestamp"]].copy()
-    out["timestamp"] = pd.to_numeric(out["timestamp"], errors="raise").astype("int64")
+    ts = pd.to_numeric(out["timestamp"], errors="coerce")
+    bad = ts.isna() | (ts != ts.round())
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(
+            f"{source}: timestamp must be an integer (Unix seconds); row {row + 1} has "
+            f"{out['timestamp'].iloc[row]!r}"
+        )
+    out["timestamp"] = ts.astype("int64")
     return out.reset_index(drop=True)
 
 
-def _canonical_items(items: pd.DataFrame) -> pd.DataFrame:
+def canonical_items(items: pd.DataFrame) -> pd.DataFrame:
     out = items.drop_duplicates("item_id").reset_index(drop=True)
     if "title" not in out.columns:
         out["title"] = out["item_id"]

@@ -1,7 +1,7 @@
 """Train a generator bundle end to end: split → embeddings → semantic IDs → lazy decoder → bundle.
 
 genrec train --dataset ml-100k --out artifacts/bundles/ml-100k
-torchrun --nproc-per-node 2 -m pipeline.train --dataset ml-100k --out artifacts/bundles/ml-100k
+torchrun --nproc-per-node 2 -m pipeline.cli train --dataset ml-100k --out artifacts/bundles/ml-100k
 """
 
 from __future__ import annotations
@@ -394,11 +394,3 @@ def recent_histories(split: Split, max_history: int) -> dict[str, list[str]]:
     seqs = split.sequences
     ids = np.asarray(seqs.item_ids)
     return {u: ids[seqs.history(i)[-max_history:]].tolist() for i, u in enumerate(seqs.user_ids)}
-
-
-if __name__ == "__main__":  # `python -m pipeline.train …` (and torchrun -m) = `genrec train …`
-    import sys
-
-    from pipeline.cli import app
-
-    app(["train", *sys.argv[1:]], prog_name="python -m pipeline.train")

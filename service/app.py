@@ -10,19 +10,21 @@ from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from model.bundle import Bundle, load_bundle
 from service.batcher import MicroBatcher
 from service.beam_controller import BeamController, ControllerConfig
 from service.engine import Engine, build_engine, run_jobs
 from service.errors import install_handlers
+from service.live_stats import LiveStats
 from service.malloc import keep_freed_memory, settle_heap
 from service.metrics import Metrics, MetricsMiddleware
 from service.model_process import ModelProcesses
 from service.reloader import Reloader
 from service.request_guard import LoadShedder, RequestGuard
 from service.result_cache import ResultCache
-from service.routes import admin, events, health, metrics, recommend, users
+from service.routes import admin, demo, events, health, items, metrics, recommend, stats, users
 from service.settings import Settings, get_settings
 from service.store import EmbeddedRedis, HistoryStore, connect
 
@@ -112,7 +114,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = FastAPI(
+    # FastAPIOffline: /docs (Swagger UI 5) and /redoc load their assets from this app, not a CDN.
+    app = FastAPIOffline(
         title="genrec",
         summary="Generative recommendations: semantic IDs decoded by constrained beam search.",
         version="0.1.0",
@@ -120,9 +123,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.state.metrics = Metrics()  # per app: tests run several apps in one process
+    app.state.live_stats = LiveStats(app.state.metrics)
     install_handlers(app)
-    for module in (recommend, events, users, health, admin, metrics):
+    for module in (recommend, events, users, items, stats, health, admin, metrics, demo):
         app.include_router(module.router)
+    demo.mount_static(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # inside the guard
     app.add_middleware(RequestGuard, max_bytes=app.state.settings.max_body_bytes)
     app.add_middleware(LoadShedder)  # outermost: sheds before anything else runs

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request
 from service.batcher import MicroBatcher
 from service.engine import Engine, Job, Result
 from service.errors import Unauthorized, Unavailable
+from service.live_stats import LiveStats
 from service.metrics import Metrics
 from service.reloader import Reloader
 from service.result_cache import ResultCache
@@ -51,6 +52,10 @@ async def get_reloader(request: Request) -> Reloader:
     return request.app.state.reloader
 
 
+async def get_live_stats(request: Request) -> LiveStats:
+    return request.app.state.live_stats
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StoreDep = Annotated[HistoryStore, Depends(get_store)]
@@ -58,6 +63,7 @@ BatcherDep = Annotated[MicroBatcher[Job, Result], Depends(get_batcher)]
 CacheDep = Annotated[ResultCache, Depends(get_cache)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
+LiveStatsDep = Annotated[LiveStats, Depends(get_live_stats)]
 
 
 async def require_api_key(

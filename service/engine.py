@@ -14,6 +14,7 @@ from model.bundle import Bundle
 from model.decoding import Decoding, Runner
 from model.precision import inference_dtype
 from model.recommender import Recommender
+from service.catalog_search import TitleIndex
 from service.errors import BadInput
 from service.settings import Settings
 
@@ -91,6 +92,11 @@ class Engine:
         """Build the model side now (off the event loop), not in the first batch."""
         _ = self.recommender
         return self
+
+    @cached_property
+    def titles(self) -> TitleIndex:
+        """Title search over the catalog (`GET /v1/items`), built on first use."""
+        return TitleIndex(self.catalog)
 
     @property
     def version(self) -> str:

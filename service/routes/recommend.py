@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from service.deps import BatcherDep, CacheDep, EngineDep, MetricsDep, StoreDep
 from service.errors import NotFound, Overloaded, Unavailable
 from service.result_cache import Lookup, Shape
-from service.schemas import RecommendedItem, RecommendRequest, RecommendResponse
+from service.schemas import RecommendRequest, RecommendResponse
 
 router = APIRouter(prefix="/v1", tags=["recommend"])
 JSON = "application/json"
@@ -64,19 +64,7 @@ async def recommend(
         metrics.overloaded.inc()
         raise
     metrics.beam_width.observe(result.widths[-1])
-    response = RecommendResponse(
-        user_id=req.user_id,
-        items=[
-            RecommendedItem(
-                item_id=r.item_id, title=r.title, score=r.score, semantic_id=r.semantic_id
-            )
-            for r in result.items
-        ],
-        model_version=engine.version,
-        beam_width=result.widths[-1],
-        beam_widths=list(result.widths),
-        history_length=len(history),
-    )
+    response = RecommendResponse.of(req.user_id, result, engine.version, len(history))
     body = response.model_dump_json()
     if lookup is not None:
         if req.history is not None:

@@ -5,8 +5,9 @@ out of pyproject.toml or a dependency that only a dev tool brings in is invisibl
 tests build fresh virtual environments outside the checkout:
 
 - the image's install: the Dockerfile's own `make install …` line, run on a copy of exactly
-  what the Dockerfile copies into its build stage; then train → evaluate → serve → recommend
-  over HTTP → events → retrain → hot reload, all with that venv's `genrec`;
+  what the Dockerfile copies into its build stage; then train → evaluate → serve (the demo
+  page, its static files and the offline API docs included) → recommend over HTTP → events →
+  retrain → hot reload, all with that venv's `genrec`;
 - the base install (`pip install .`, no extras): every module of the distribution imports.
 
 Every command runs outside the checkout (so its folders cannot shadow the installed packages)
@@ -20,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -86,6 +88,19 @@ def image_venv(tmp_path_factory) -> Path:
     return tmp / "venv"
 
 
+def assert_serves_page_and_docs(c: httpx.Client) -> None:
+    """The demo page's files are package data, and /docs' assets come from fastapi-offline: a
+    non-editable install that left either out would serve a 404 or a page that loads nothing."""
+    page = c.get("/")
+    assert page.status_code == 200 and "<title>genrec demo</title>" in page.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert f'"{asset}"' in page.text and c.get(asset).status_code == 200, asset
+    docs = c.get("/docs")
+    assert docs.status_code == 200 and "/static-offline-docs/swagger-ui-bundle.js" in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+        assert c.get(f"/static-offline-docs/{asset}").status_code == 200, asset
+
+
 def test_base_install_without_extras_imports_every_module(tmp_path):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
@@ -126,11 +141,14 @@ def test_image_install_trains_evaluates_serves_and_retrains(image_venv, syntheti
     metrics = json.loads(done.stdout)
     assert metrics["ndcg@10"] > metrics["pop"]["ndcg@10"]
 
-    redis_server = EmbeddedRedis(tmp_path / "redis")
-    redis_url = f"unix://{redis_server.socket}"
-    proc, url = start_server(store / "current", tmp_path, genrec, GENREC_REDIS_URL=redis_url)
-    try:
+    with ExitStack() as cleanup:  # the Redis is closed even if the server fails to start
+        redis_server = EmbeddedRedis(tmp_path / "redis")
+        cleanup.callback(redis_server.close)
+        redis_url = f"unix://{redis_server.socket}"
+        proc, url = start_server(store / "current", tmp_path, genrec, GENREC_REDIS_URL=redis_url)
+        cleanup.callback(stop_server, proc)
         with httpx.Client(base_url=url, timeout=30) as c:
+            assert_serves_page_and_docs(c)
             first = c.post("/v1/recommend", json={"user_id": "u1", "k": 5})
             assert first.status_code == 200 and len(first.json()["items"]) == 5
             old = first.json()["model_version"]
@@ -150,6 +168,3 @@ def test_image_install_trains_evaluates_serves_and_retrains(image_venv, syntheti
             assert reload.json()["model_version"] == summary["version"] != old
             after = c.post("/v1/recommend", json={"history": ["i1", "new0"], "k": 5})
             assert after.status_code == 200 and after.json()["model_version"] == summary["version"]
-    finally:
-        stop_server(proc)
-        redis_server.close()

@@ -6,6 +6,7 @@ import pytest
 
 from model.bundle import load_bundle
 from tests.e2e.conftest import API_KEY
+from tests.e2e.test_cli import cli, genrec
 
 AUTH = {"X-API-Key": API_KEY}
 
@@ -194,4 +195,106 @@ def test_openapi_documents_the_contract(client):
         "/v1/users/{user_id}/history",
         "/healthz",
         "/readyz",
+        "/v1/items",
+        "/v1/stats",
     } <= set(spec["paths"])
+    assert "/" not in spec["paths"]  # the demo page is not part of the API
+
+
+def test_recommend_offline_gives_the_items_the_api_gives(tiny_bundle, client):
+    for ask in (["--user", "u3"], ["--user", "u42", "-k", "5"], ["--history", "i3,i4,i5"]):
+        run = cli("recommend", "--bundle", str(tiny_bundle), "--json", *ask)
+        assert run.exit_code == 0, run.output
+        offline = json.loads(run.stdout)
+        body = {"k": int(ask[3]) if len(ask) > 2 else 10}
+        body |= {"user_id": ask[1]} if ask[0] == "--user" else {"history": ask[1].split(",")}
+        online = client.post("/v1/recommend", json=body).json()
+        assert offline == online
+    table = genrec("recommend", "--bundle", str(tiny_bundle), "--user", "u3")  # a real process
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.strip().splitlines()
+    assert len(lines) == 11 and online["model_version"] in lines[0]  # a header and ten items
+
+
+def test_items_by_title_words_most_popular_first(client, bundle):
+    r = client.get("/v1/items", params={"q": "item 1", "limit": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    titles = bundle.catalog.titles
+    matching = [j for j, t in enumerate(titles) if "item" in t.lower() and "1" in t]
+    assert body["total"] == len(matching) < len(titles) and len(body["items"]) == 5
+    assert all("item" in i["title"].lower() and "1" in i["title"] for i in body["items"])
+    popularity = [i["popularity"] for i in body["items"]]
+    assert popularity == sorted(popularity, reverse=True)
+    assert popularity[0] == max(int(bundle.catalog.popularity[j]) for j in matching)
+    two_words = client.get("/v1/items", params={"q": "1 ITEM"}).json()
+    assert two_words["total"] == body["total"]  # every word, any order, any case
+    assert client.get("/v1/items", params={"q": "item 11"}).json()["total"] == 11  # 11, 110-119
+
+
+def test_items_by_id_keep_the_order_given_and_skip_unknown_ones(client):
+    r = client.get("/v1/items?id=i7&id=nope&id=i3")
+    assert r.status_code == 200, r.text
+    assert [i["item_id"] for i in r.json()["items"]] == ["i7", "i3"]
+    popular = client.get("/v1/items", params={"limit": 3}).json()
+    assert len(popular["items"]) == 3 and popular["total"] == 120
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "q=" + "x" * 101,
+        "q=",
+        "q=%20%20",
+        "limit=0",
+        "limit=51",
+        "limit=5.0",
+        "limit=true",
+        "q=a&id=i1",
+        "id=bad%20id",
+        "&".join(["id=i1"] * 101),
+        "surprise=1",
+    ],
+)
+def test_bad_item_queries_get_a_clear_422(client, query):
+    assert_problem(client.get(f"/v1/items?{query}"), 422)
+
+
+def test_stats_follow_the_recommendations_served(client, bundle):
+    for user in ("u10", "u11", "u12"):
+        assert client.post("/v1/recommend", json={"user_id": user, "k": 5}).status_code == 200
+    s = client.get("/v1/stats").json()
+    assert s["model_version"] == bundle.version
+    assert s["requests_per_s"] > 0 and s["window_s"] > 0
+    assert 0 < s["p50_ms"] <= s["p99_ms"]
+    assert s["beam_width"] == 64 and s["mean_beam_width"] > 0
+    assert s["queue_depth"] == 0 and 0 <= s["cache_hit_rate"] <= 1
+
+
+def test_every_response_says_how_long_the_server_took(client):
+    r = client.post("/v1/recommend", json={"user_id": "u13", "k": 3})
+    took = r.headers["server-timing"]
+    assert took.startswith("app;dur=") and float(took.removeprefix("app;dur=")) > 0
+
+
+def test_demo_page_and_its_assets_come_from_the_app(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset, kind in (("/static/app.js", "javascript"), ("/static/style.css", "text/css")):
+        assert f'"{asset}"' in page.text
+        r = client.get(asset)
+        assert r.status_code == 200 and kind in r.headers["content-type"], asset
+    assert_problem(client.get("/static/../service/app.py"), 404)
+
+
+def test_api_docs_pages_use_assets_served_here(client):
+    for page, assets in (
+        ("/docs", ["swagger-ui-bundle.js", "swagger-ui.css"]),
+        ("/redoc", ["redoc.standalone.js"]),
+    ):
+        html = client.get(page).text
+        assert "cdn." not in html, page
+        for asset in assets:
+            path = f"/static-offline-docs/{asset}"
+            assert path in html and client.get(path).status_code == 200, (page, asset)

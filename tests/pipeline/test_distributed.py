@@ -1,4 +1,4 @@
-"""`torchrun --nproc-per-node 2 -m pipeline.train …` trains the same model as one process."""
+"""`torchrun --nproc-per-node 2 -m pipeline.cli train …` trains the same model as one process."""
 
 import os
 import subprocess
@@ -13,7 +13,7 @@ from model.bundle import read_manifest
 def train_args(synthetic_files, out):
     inter, items = synthetic_files
     return [
-        *("-m", "pipeline.train", "--interactions", str(inter), "--items", str(items)),
+        *("-m", "pipeline.cli", "train", "--interactions", str(inter), "--items", str(items)),
         *("--out", str(out), "--preset", "tiny", "--codebook-size", "8", "--epochs", "2"),
     ]
 
