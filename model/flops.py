@@ -57,9 +57,12 @@ def request_flops(cfg: GeneratorConfig, widths: list[int], history: int) -> Requ
         raise ValueError(f"FLOPs are counted for the served lazy decoder, not {cfg.architecture!r}")
     T, C = min(history, cfg.max_history), cfg.d_model
     entering = beams_per_level(widths, cfg.codebook_sizes)
-    blocks = sum(cfg.n_layers * block_flops(cfg, W, T, level) for level, W in enumerate(entering))
+    query = 2 * cfg.n_kv_heads * cfg.head_dim * C if cfg.newest_query else 0  # once, at BOS
+    blocks = query + sum(
+        cfg.n_layers * block_flops(cfg, W, T, level) for level, W in enumerate(entering)
+    )
     heads = sum(2 * W * C * K for W, K in zip(entering, cfg.codebook_sizes, strict=True))
     dense = 0
     if cfg.dense_weight > 0 and cfg.dense_alpha:  # BOS through the blocks, then every item
-        dense = cfg.n_layers * block_flops(cfg, 1, T, 0) + 2 * C * C + 2 * C * cfg.n_items
+        dense = query + cfg.n_layers * block_flops(cfg, 1, T, 0) + 2 * C * C + 2 * C * cfg.n_items
     return RequestFlops(blocks, heads, dense)

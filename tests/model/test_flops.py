@@ -27,11 +27,12 @@ def counted(rec: Recommender, history: np.ndarray, widths: list[int]) -> int:
     return counter.get_total_flops()
 
 
+@pytest.mark.parametrize("newest_query", [False, True])
 @pytest.mark.parametrize("dense", [False, True])
 @pytest.mark.parametrize(("history_len", "beam"), [(50, 64), (70, 32), (5, 16)])
-def test_analytic_flops_match_flop_counter_on_a_real_decode(dense, history_len, beam):
+def test_analytic_flops_match_flop_counter_on_a_real_decode(dense, history_len, beam, newest_query):
     torch.manual_seed(0)
-    cfg = generator_tiny()
+    cfg = replace(generator_tiny(), newest_query=newest_query)
     if dense:
         cfg = replace(cfg, dense_weight=1.0, dense_alpha=0.5)
     cfg = replace(cfg, max_history=60).for_catalog(SIZES, N)
