@@ -224,11 +224,13 @@ def kept(kind: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> d
     out["provenance"] = provenance()
     RUNS.mkdir(parents=True, exist_ok=True)
     if "model" in result:  # the weights too, for later analyses (beam curves, fusion)
-        from safetensors.torch import save_file
+        from safetensors.torch import save_file, save_model
 
-        tensors = {k: v.contiguous() for k, v in result["model"].state_dict().items()}
-        tensors["__codes__"] = torch.from_numpy(np.ascontiguousarray(result["codes"]))
-        save_file(tensors, path.with_suffix(".safetensors"))
+        save_model(result["model"], str(path.with_suffix(".safetensors")))
+        save_file(
+            {"codes": torch.from_numpy(np.ascontiguousarray(result["codes"]))},
+            path.with_suffix(".codes.safetensors"),
+        )
         out["generator_config"] = result["model"].cfg.to_dict()
     path.write_text(json.dumps(out, default=_json_default))
     return out

@@ -88,6 +88,14 @@ RECIPES: dict[str, tuple[str, Callable[[], Preset]]] = {
             train={"precision": "bfloat16"},
         ),
     ),
+    "dense-tied": (
+        "v1-dense-bf16 with the dense head scoring against the context's item-ID embeddings",
+        lambda: change(
+            DEMO,
+            generator={"dense_weight": 1.0, "dense_tied": True},
+            train={"precision": "bfloat16"},
+        ),
+    ),
 }
 SHORTLIST: tuple[str, ...] = ()
 

@@ -15,8 +15,7 @@ from typing import Any, cast
 import numpy as np
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
-from safetensors.torch import load_file as load_torch
-from safetensors.torch import save_file as save_torch
+from safetensors.torch import load_model, save_model
 
 from model.config import GeneratorConfig
 from model.generators import build_generator
@@ -95,9 +94,7 @@ def save_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        save_torch(
-            {k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors"
-        )
+        save_model(model, str(tmp / "model.safetensors"))  # tied tables are stored once
         save_numpy(semantic_ids.tensors(), str(tmp / "tokenizer.safetensors"))
         save_numpy(
             {"popularity": catalog.popularity.astype(np.int64)}, str(tmp / "popularity.safetensors")
@@ -157,7 +154,7 @@ def load_bundle(path: Path, verify: bool = True) -> Bundle:
     manifest = read_manifest(path, verify)
     cfg = GeneratorConfig.from_dict(manifest["generator"])
     model = cast(LazyDecoder, build_generator(cfg))  # any architecture; serving uses the lazy one
-    model.load_state_dict(load_torch(path / "model.safetensors"))
+    load_model(model, path / "model.safetensors")  # strict: every tensor, tied ones restored
     model.eval()
     tok = manifest["tokenizer"]
     semantic_ids = SemanticIds.from_tensors(

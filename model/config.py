@@ -31,6 +31,7 @@ class GeneratorConfig:
     dense_weight: float = (
         0.0  # > 0 adds a dense item head (LIGER-style), trained with this loss weight
     )
+    dense_tied: bool = False  # the dense head scores against the context's item-ID embeddings
     dense_alpha: float = (
         0.0  # weight of the dense score when re-ranking the beam; tuned on validation
     )

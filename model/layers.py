@@ -138,11 +138,13 @@ class DenseHead(nn.Module):
     """Scores every catalog item from the decoder's BOS state: a dense retrieval head trained
     beside the generator (LIGER) whose scores re-rank the generated candidates."""
 
-    def __init__(self, cfg: GeneratorConfig) -> None:
+    def __init__(self, cfg: GeneratorConfig, tied: nn.Embedding | None = None) -> None:
+        """`tied`: score items against the context's item-ID embeddings (as SASRec ties its
+        input and output tables) instead of a table of the head's own."""
         super().__init__()
         self.norm = nn.RMSNorm(cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.item_out = nn.Embedding(cfg.n_items, cfg.d_model)
+        self.item_out = tied if tied is not None else nn.Embedding(cfg.n_items, cfg.d_model)
 
     def logits(self, h: Tensor) -> Tensor:
         """h (..., C) → (..., N)."""

@@ -154,7 +154,8 @@ class LazyDecoder(nn.Module):
         self.targets = TargetEmbedding(cfg)
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         self.heads = LevelHeads(cfg)
-        self.dense = DenseHead(cfg) if cfg.dense_weight > 0 else None
+        tied = self.context.items.item_emb if cfg.dense_tied else None
+        self.dense = DenseHead(cfg, tied) if cfg.dense_weight > 0 else None
         self.newest_query = (
             nn.Linear(cfg.n_kv_heads * cfg.head_dim, cfg.d_model, bias=False)
             if cfg.newest_query

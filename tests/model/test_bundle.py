@@ -63,3 +63,29 @@ def test_saving_over_a_bundle_replaces_it_whole(bundle_dir, model, semantic_ids)
     )
     assert load_bundle(bundle_dir).catalog.item_ids[0] == "j0"
     assert not list(bundle_dir.parent.glob(".b.*"))
+
+
+def test_a_tied_dense_head_round_trips_with_one_stored_table(tmp_path, semantic_ids):
+    """The dense head may score against the context's item-ID table; the bundle stores that
+    shared table once and restores both names to one tensor."""
+    from dataclasses import replace
+
+    import torch
+
+    from model.config import generator_tiny
+    from model.lazy_decoder import LazyDecoder
+
+    cfg = replace(generator_tiny(), dense_weight=1.0, dense_tied=True)
+    model = LazyDecoder(cfg.for_catalog(semantic_ids.codebook_sizes, 120))
+    path = save_bundle(
+        tmp_path / "b",
+        model=model,
+        semantic_ids=semantic_ids,
+        catalog=Catalog([f"i{i}" for i in range(120)], [""] * 120, np.arange(120)),
+        histories={},
+        manifest={"data": {"dataset": "synthetic"}},
+    )
+    loaded = load_bundle(path).model
+    assert loaded.dense is not None
+    assert loaded.dense.item_out.weight is loaded.context.items.item_emb.weight
+    assert torch.equal(loaded.dense.item_out.weight, model.context.items.item_emb.weight)
