@@ -11,8 +11,12 @@ pipe, one message each way per batch, read and written by the batcher thread tha
 worker (no extra threads, so no extra hand-offs on the latency path). The parent keeps only
 the ID maps (`Engine` builds its model side lazily).
 
-A child that dies (killed, out of memory) fails the batch it held with 503; a new child is
-started at once and loads the recent bundles again.
+Every call has a deadline. A batch gets `deadline(units, width)` seconds (a few times its
+expected cost, at most the SLO: see `BeamController.deadline_s`); loading a bundle gets
+`PREPARE_TIMEOUT_S`. A child that dies (killed, out of memory) or misses its deadline (hung,
+stopped, starved) is killed and its batch fails at once with 503 + Retry-After; a new child
+is started in the background and loads the recent bundles, and until it is ready the other
+workers carry the load (a batch waits for a free worker at most its deadline, else 503).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import logging
 import multiprocessing
 import queue
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -39,6 +45,12 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 KEEP = 2  # bundles a child keeps loaded: the served one and the one before (during a reload)
+PREPARE_TIMEOUT_S = 300.0  # loading and warming a bundle in a child (seconds on a busy host)
+DEFAULT_DEADLINE_S = 1.0  # a batch's deadline when the caller gives no estimate
+
+
+class Hung(Exception):
+    """A model process did not answer within its deadline."""
 
 
 # --- in the child ----------------------------------------------------------------------
@@ -69,7 +81,13 @@ def _serve(conn: Connection, settings: dict[str, Any]) -> None:
         try:
             if message[0] == "prepare":
                 engine(message[1])
-                gc.freeze()  # the loaded bundle stays out of full collections (settle_heap)
+                # Keep the loaded bundles out of full collections (settle_heap), but first
+                # let the collector see what an earlier freeze hid: a bundle just evicted
+                # would otherwise stay frozen, and its cycles never freed. The child is
+                # loading, not decoding, so the pause costs no request.
+                gc.unfreeze()
+                gc.collect()
+                gc.freeze()
                 conn.send(("ok", None))
             else:
                 _, path, queries, width = message
@@ -95,12 +113,22 @@ class Worker:
         self.process.start()
         child.close()
 
-    def call(self, *message: Any) -> Any:
+    def call(self, *message: Any, timeout_s: float) -> Any:
+        """Send one message and wait at most `timeout_s` for the answer (`Hung` past it:
+        the child's state is unknown then, so the caller must kill it)."""
         self.conn.send(message)
+        if not self.conn.poll(timeout_s):
+            raise Hung(f"no answer within {timeout_s:.3f} s")
         status, value = self.conn.recv()
         if status == "error":
             raise value
         return value
+
+    def kill(self) -> None:
+        """SIGKILL (works on a stopped process too) and reap."""
+        self.conn.close()
+        self.process.kill()
+        self.process.join(timeout=10)
 
     def stop(self) -> None:
         self.conn.close()  # the child's recv sees EOF and returns
@@ -110,15 +138,28 @@ class Worker:
 
 
 class ModelProcesses:
-    """`workers` child processes; `run_jobs` (for the batcher) decodes a batch in a free one."""
+    """`workers` child processes; `run_jobs` (for the batcher) decodes a batch in a free one.
 
-    def __init__(self, settings: Settings, workers: int) -> None:
+    `deadline(units, width)` gives a batch's deadline in seconds (default
+    `DEFAULT_DEADLINE_S`). A worker being replaced is not on the free list until its new
+    child has loaded the recent bundles."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        workers: int,
+        deadline: Callable[[float, int], float] | None = None,
+    ) -> None:
         self.settings = settings.model_dump()
         self.context = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        self.deadline = deadline or (lambda requests, width: DEFAULT_DEADLINE_S)
         self.recent: list[Path] = []  # bundles a fresh child loads, newest last
         self.workers = [Worker(self.context, self.settings) for _ in range(workers)]
         self.locks = [threading.Lock() for _ in range(workers)]
         self.free: queue.Queue[int] = queue.Queue()
+        self.restarts = 0  # children replaced (died or hung)
+        self.restarting: list[threading.Thread] = []
+        self.closed = False
         for i in range(workers):
             self.free.put(i)
 
@@ -128,34 +169,87 @@ class ModelProcesses:
         self.recent = [*[p for p in self.recent if p != path], path][-KEEP:]
         for i in range(len(self.workers)):
             with self.locks[i]:
-                self._call(i, "prepare", path)
+                if self.workers[i].process.is_alive():  # a replacement loads `recent` itself
+                    self._call(i, PREPARE_TIMEOUT_S, "prepare", path)
 
     def run_jobs(self, jobs: list[Job], width: int) -> list[Result]:
         """`service.engine.run_jobs` with each engine's group decoded in a child (blocking)."""
-        i = self.free.get()
+        deadline_s = self.deadline(sum(e.cost(q) for e, q in jobs), width)
+        started = time.monotonic()
+        try:
+            i = self.free.get(timeout=deadline_s)
+        except queue.Empty:
+            raise Unavailable(
+                "no model process is free (one is restarting); retry shortly"
+            ) from None
+        healthy = True
         try:
             with self.locks[i]:
-                return run_jobs(jobs, width, lambda e, qs, w: self._run(i, e, qs, w))
+
+                def run(engine: Engine, queries: list[Query], w: int) -> list[Result]:
+                    left = max(0.0, deadline_s - (time.monotonic() - started))
+                    return self._call(i, left, "run", engine.bundle.path, queries, w)
+
+                return run_jobs(jobs, width, run)
+        except Unavailable:
+            healthy = False
+            raise
         finally:
-            self.free.put(i)
+            if healthy:
+                self.free.put(i)
 
-    def _run(self, i: int, engine: Engine, queries: list[Query], width: int) -> list[Result]:
-        result: list[Result] = self._call(i, "run", engine.bundle.path, queries, width)
-        return result
-
-    def _call(self, i: int, *message: Any) -> Any:
+    def _call(self, i: int, timeout_s: float, *message: Any) -> Any:
+        worker = self.workers[i]
         try:
-            return self.workers[i].call(*message)
-        except (EOFError, OSError) as e:  # the child died: replace it, fail this call
+            return worker.call(*message, timeout_s=timeout_s)
+        except (EOFError, OSError, Hung) as e:  # died or hung: kill it, fail this call at once
             log.error(
-                "model_process_died worker=%d exitcode=%s", i, self.workers[i].process.exitcode
+                "model_process_failed worker=%d pid=%s exitcode=%s error=%s",
+                i,
+                worker.process.pid,
+                worker.process.exitcode,
+                e,
             )
-            self.workers[i].stop()
-            self.workers[i] = Worker(self.context, self.settings)
-            for path in self.recent:
-                self.workers[i].call("prepare", path)
-            raise Unavailable("the model process stopped; retry shortly") from e
+            worker.kill()
+            self.restarts += 1
+            thread = threading.Thread(
+                target=self._replace, args=(i,), name=f"genrec-model-restart-{i}", daemon=True
+            )
+            self.restarting = [t for t in self.restarting if t.is_alive()] + [thread]
+            thread.start()
+            raise Unavailable("the model process failed; retry shortly") from e
+
+    def _replace(self, i: int) -> None:
+        """Start a new child for worker i, load the recent bundles, then free the worker."""
+        while not self.closed:
+            with self.locks[i]:
+                self.workers[i] = Worker(self.context, self.settings)
+                try:
+                    for path in self.recent:
+                        self.workers[i].call("prepare", path, timeout_s=PREPARE_TIMEOUT_S)
+                except Exception:
+                    self.workers[i].kill()
+                    if self.closed:
+                        return
+                    log.exception("model_process_restart_failed worker=%d", i)
+                    time.sleep(1.0)
+                    continue
+            log.info("model_process_restarted worker=%d pid=%s", i, self.workers[i].process.pid)
+            self.free.put(i)
+            return
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Whether every worker is free (none running, none restarting) within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while self.free.qsize() < len(self.workers):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def shutdown(self) -> None:
+        self.closed = True
+        for thread in self.restarting:
+            thread.join(timeout=PREPARE_TIMEOUT_S)
         for worker in self.workers:
             worker.stop()

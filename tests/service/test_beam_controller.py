@@ -122,7 +122,37 @@ def test_requests_past_what_min_width_serves_in_the_slo_are_not_admitted():
     warm(c)  # 0.25 ms per request at width 8
     assert c.admits(100) and c.admits(318)
     assert not c.admits(320)
-    assert controller(enabled=False).admits(10_000)
+    off = controller(admission=False)
+    warm(off)
+    assert off.admits(10_000)
+
+
+def test_admission_counts_units_not_requests():
+    """A request of 4 units (beam 256 vs 64) takes the room of four default ones."""
+    c = controller()
+    warm(c)  # room for 319 units at width 8
+    assert c.admits(300, units=4) and not c.admits(317, units=4)
+    assert c.admits(317, units=1)
+
+
+def test_the_static_beam_sheds_too_against_its_own_width():
+    """Admission does not depend on the dynamic beam: with the beam fixed at 64 the server
+    sheds once what is pending would not finish in the SLO at width 64."""
+    static = controller(enabled=False)
+    warm(static)
+    assert static.width(10_000) == 64
+    room = [p for p in range(1000) if static.admits(p)]
+    assert room and len(room) < 1000
+    assert static.narrowest == 64 and controller().narrowest == 8
+
+
+def test_a_batch_deadline_is_a_few_times_its_cost_within_half_and_all_of_the_slo():
+    c = controller()  # slo 100 ms
+    assert c.deadline_s(8, 64) == pytest.approx(0.1)  # nothing measured: the SLO
+    warm(c)  # 2 ms per request at 64
+    assert c.deadline_s(8, 64) == pytest.approx(0.08)  # 5 × 16 ms
+    assert c.deadline_s(1, 64) == pytest.approx(0.05)  # floor: half the SLO
+    assert c.deadline_s(40, 64) == pytest.approx(0.1)  # cap: the SLO
 
 
 def test_parallel_workers_share_the_pending_work():
