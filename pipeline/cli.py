@@ -165,11 +165,17 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
 ) -> None:
-    """Serve the HTTP API (uvicorn) for a bundle (a store's ROOT/current follows publishes)."""
-    import uvicorn
+    """Serve the HTTP API (uvicorn) for a bundle (a store's ROOT/current follows publishes).
+
+    SIGTERM drains first (GENREC_DRAIN_S: /readyz 503 while serving on), then in-flight
+    requests finish; Ctrl-C stops at once, gracefully."""
+    from service.app import create_app
+    from service.server import serve as run
+    from service.settings import get_settings
 
     os.environ["GENREC_BUNDLE"] = str(bundle.absolute())  # not resolved: `current` may move
-    uvicorn.run("service.app:create_app", factory=True, host=host, port=port, log_level="info")
+    settings = get_settings()
+    run(create_app(settings), host, port, settings.drain_s)
 
 
 @app.command()
