@@ -3,7 +3,8 @@
 genrec retrain --store artifacts/store --redis-url redis://localhost:6379/0
 
 Stages, each logged as `retrain stage=…`: read the events after the current bundle's stream
-checkpoint → merge them with the base data and earlier events → semantic IDs for new items
+checkpoint (at most `max_events` per run, in pages: a backlog of any length is consumed over
+several runs in bounded memory) → merge them with the base data and earlier events → semantic IDs for new items
 (frozen codebooks; `refit_tokenizer` fits new ones) → warm-start the generator → score the
 candidate and the served model on the new held-out split → gate → write the candidate →
 switch `current` → trim the consumed events. The switch is the only commit point: a crash
@@ -60,6 +61,7 @@ class RetrainConfig:
     tolerance: float = 0.005
     refit_tokenizer: bool = False
     min_events: int = 1
+    max_events: int = 250_000  # per run (the rest stays for the next): bounds the reader's memory
     epochs: int = 4
     lr: float = 1e-3
     warmup_steps: int = 20
@@ -93,10 +95,11 @@ def retrain(
         key = Keys(cfg.redis_prefix).events
         checkpoint = current.manifest.get("stream", {}).get("last_id")
         recovered = trim_through(client, key, checkpoint)  # a crash between publish and trim
-        batch = read_events(client, key, checkpoint)
+        batch = read_events(client, key, checkpoint, max_events=cfg.max_events)
         summary: dict[str, Any] = {
             "parent": current.version,
             "events_consumed": len(batch),
+            "events_left_for_next_run": max(0, int(client.xlen(key)) - len(batch)),
             "stream": {"key": key, "after": checkpoint, "last_id": batch.last_id},
             "trimmed_before": recovered,
         }
