@@ -13,10 +13,13 @@ the ID maps (`Engine` builds its model side lazily).
 
 Every call has a deadline. A batch gets `deadline(units, width)` seconds (a few times its
 expected cost, at most the SLO: see `BeamController.deadline_s`); loading a bundle gets
-`PREPARE_TIMEOUT_S`. A child that dies (killed, out of memory) or misses its deadline (hung,
-stopped, starved) is killed and its batch fails at once with 503 + Retry-After; a new child
-is started in the background and loads the recent bundles, and until it is ready the other
+`PREPARE_TIMEOUT_S`. A batch past its deadline fails at once with 503 + Retry-After; its
+child is out of service until it answers, and if it has not within `HUNG_AFTER_S` more (hung,
+stopped) it is killed. A child that dies (killed, out of memory) is replaced at once. A new
+child starts in the background and loads the recent bundles; until it is ready the other
 workers carry the load (a batch waits for a free worker at most its deadline, else 503).
+Giving a late child a grace period before killing it matters on a busy host: two children
+stalled together for 100 ms by their neighbours must not both be replaced (seconds each).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 KEEP = 2  # bundles a child keeps loaded: the served one and the one before (during a reload)
 PREPARE_TIMEOUT_S = 300.0  # loading and warming a bundle in a child (seconds on a busy host)
 DEFAULT_DEADLINE_S = 1.0  # a batch's deadline when the caller gives no estimate
+HUNG_AFTER_S = 2.0  # a child this late past a deadline is hung, not just stalled by the host
 
 
 class Hung(Exception):
@@ -169,11 +173,21 @@ class ModelProcesses:
         self.recent = [*[p for p in self.recent if p != path], path][-KEEP:]
         for i in range(len(self.workers)):
             with self.locks[i]:
-                if self.workers[i].process.is_alive():  # a replacement loads `recent` itself
-                    self._call(i, PREPARE_TIMEOUT_S, "prepare", path)
+                if not self.workers[i].process.is_alive():
+                    continue  # being replaced: the new child loads `recent` itself
+                try:
+                    self.workers[i].call("prepare", path, timeout_s=PREPARE_TIMEOUT_S)
+                except (EOFError, OSError, Hung) as e:
+                    self._restart(i, e)
+                    raise Unavailable("a model process failed while loading the bundle") from e
 
     def run_jobs(self, jobs: list[Job], width: int) -> list[Result]:
-        """`service.engine.run_jobs` with each engine's group decoded in a child (blocking)."""
+        """`service.engine.run_jobs` with each engine's group decoded in a child (blocking).
+
+        At the batch's deadline the batch fails with 503 at once. The child then gets
+        `HUNG_AFTER_S` more to answer (the host may only have stalled it): if it does, it
+        serves again; if not, it is killed and replaced. Until then it is not free, and
+        the worker's lock passes to the thread that waits for it."""
         deadline_s = self.deadline(sum(e.cost(q) for e, q in jobs), width)
         started = time.monotonic()
         try:
@@ -182,42 +196,67 @@ class ModelProcesses:
             raise Unavailable(
                 "no model process is free (one is restarting); retry shortly"
             ) from None
-        healthy = True
+        self.locks[i].acquire()
+        outcome = "ok"  # or "late" (the lock and the worker pass to a waiting thread), "dead"
         try:
-            with self.locks[i]:
 
-                def run(engine: Engine, queries: list[Query], w: int) -> list[Result]:
-                    left = max(0.0, deadline_s - (time.monotonic() - started))
-                    return self._call(i, left, "run", engine.bundle.path, queries, w)
+            def run(engine: Engine, queries: list[Query], w: int) -> list[Result]:
+                left = max(0.0, deadline_s - (time.monotonic() - started))
+                return self.workers[i].call("run", engine.bundle.path, queries, w, timeout_s=left)
 
-                return run_jobs(jobs, width, run)
-        except Unavailable:
-            healthy = False
-            raise
+            return run_jobs(jobs, width, run)
+        except Hung as e:
+            outcome = "late"
+            log.warning("model_process_late worker=%d deadline_s=%.3f", i, deadline_s)
+            self._spawn(self._await_late, i)
+            raise Unavailable(
+                f"the model missed its {deadline_s * 1000:.0f} ms deadline; retry shortly"
+            ) from e
+        except (EOFError, OSError) as e:
+            outcome = "dead"
+            self._restart(i, e)
+            raise Unavailable("the model process stopped; retry shortly") from e
         finally:
-            if healthy:
+            if outcome != "late":
+                self.locks[i].release()
+            if outcome == "ok":
                 self.free.put(i)
 
-    def _call(self, i: int, timeout_s: float, *message: Any) -> Any:
+    def _await_late(self, i: int) -> None:
+        """Holding worker i's lock: free it if its child answers within `HUNG_AFTER_S`
+        (the answer is dropped), else kill and replace the child."""
         worker = self.workers[i]
         try:
-            return worker.call(*message, timeout_s=timeout_s)
-        except (EOFError, OSError, Hung) as e:  # died or hung: kill it, fail this call at once
-            log.error(
-                "model_process_failed worker=%d pid=%s exitcode=%s error=%s",
-                i,
-                worker.process.pid,
-                worker.process.exitcode,
-                e,
-            )
-            worker.kill()
-            self.restarts += 1
-            thread = threading.Thread(
-                target=self._replace, args=(i,), name=f"genrec-model-restart-{i}", daemon=True
-            )
-            self.restarting = [t for t in self.restarting if t.is_alive()] + [thread]
-            thread.start()
-            raise Unavailable("the model process failed; retry shortly") from e
+            if worker.conn.poll(HUNG_AFTER_S):
+                worker.conn.recv()
+                log.info("model_process_recovered worker=%d", i)
+                self.free.put(i)
+                return
+            error: Exception = Hung(f"no answer {HUNG_AFTER_S} s past its deadline")
+        except (EOFError, OSError) as e:
+            error = e
+        finally:
+            self.locks[i].release()
+        self._restart(i, error)
+
+    def _restart(self, i: int, error: Exception) -> None:
+        """Kill worker i's child (hung or dead) and start a replacement in the background."""
+        worker = self.workers[i]
+        log.error(
+            "model_process_failed worker=%d pid=%s exitcode=%s error=%s",
+            i,
+            worker.process.pid,
+            worker.process.exitcode,
+            error,
+        )
+        worker.kill()
+        self.restarts += 1
+        self._spawn(self._replace, i)
+
+    def _spawn(self, target: Callable[[int], None], i: int) -> None:
+        thread = threading.Thread(target=target, args=(i,), name=f"genrec-model-{i}", daemon=True)
+        self.restarting = [t for t in self.restarting if t.is_alive()] + [thread]
+        thread.start()
 
     def _replace(self, i: int) -> None:
         """Start a new child for worker i, load the recent bundles, then free the worker."""
