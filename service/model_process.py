@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 KEEP = 2  # bundles a child keeps loaded: the served one and the one before (during a reload)
 PREPARE_TIMEOUT_S = 300.0  # loading and warming a bundle in a child (seconds on a busy host)
 DEFAULT_DEADLINE_S = 1.0  # a batch's deadline when the caller gives no estimate
-HUNG_AFTER_S = 2.0  # a child this late past a deadline is hung, not just stalled by the host
+HUNG_AFTER_S = 1.0  # a child this late past a deadline is hung, not just stalled by the host
 
 
 class Hung(Exception):
