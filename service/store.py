@@ -147,9 +147,13 @@ class EmbeddedRedis:
 
     def _answers(self) -> bool:
         import redis
+        from redis.retry import Retry as SyncRetry
 
         try:
-            return bool(redis.Redis(unix_socket_path=self.socket, socket_timeout=0.5).ping())
+            client = redis.Redis(
+                unix_socket_path=self.socket, socket_timeout=0.5, retry=SyncRetry(NoBackoff(), 0)
+            )  # one try: redis-py retries by default
+            return bool(client.ping())
         except (RedisError, OSError):
             return False
 

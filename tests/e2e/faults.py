@@ -31,11 +31,12 @@ def model_processes(server_pid: int) -> list[int]:
 
 
 def redis_process(server_pid: int) -> tuple[int, str]:
-    """The embedded redis-server's pid and unix socket."""
+    """The embedded redis-server's pid and unix socket (redis-server sets its process title
+    to `PATH/redis-server unixsocket:SOCKET`)."""
     for c in children(server_pid):
-        argv = cmdline(c)
-        if argv and argv[0].endswith("redis-server"):
-            return c, argv[argv.index("--unixsocket") + 1]
+        title = cmdline(c)[0]
+        if "redis-server unixsocket:" in title:
+            return c, title.split("unixsocket:", 1)[1].strip()
     raise LookupError("no redis-server child")
 
 
@@ -56,6 +57,8 @@ class Record:
     seconds: float
     retry_after: str | None
     body: dict[str, Any] = field(default_factory=dict)
+    worker: int = 0  # which client thread sent it, and its n-th request
+    n: int = 0
 
 
 class Clients:
@@ -94,10 +97,11 @@ class Clients:
                     body = r.json() if r.content else {}
                     rec = Record(
                         started, r.status_code, time.monotonic() - started,
-                        r.headers.get("retry-after"), body,
+                        r.headers.get("retry-after"), body, worker, n,
                     )  # fmt: skip
                 except httpx.HTTPError as e:
-                    rec = Record(started, 0, time.monotonic() - started, None, {"error": repr(e)})
+                    seconds = time.monotonic() - started
+                    rec = Record(started, 0, seconds, None, {"error": repr(e)}, worker, n)
                 with self.lock:
                     self.records.append(rec)
                 n += 1
