@@ -24,10 +24,8 @@ stalled together for 100 ms by their neighbours must not both be replaced (secon
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
-import queue
 import threading
 import time
 from collections import OrderedDict
@@ -42,7 +40,7 @@ import torch
 from model.bundle import load_bundle
 from service.engine import Engine, Job, Query, Result, build_engine, run_jobs
 from service.errors import Unavailable
-from service.malloc import keep_freed_memory
+from service.malloc import keep_freed_memory, settle_heap
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +66,7 @@ def _serve(conn: Connection, settings: dict[str, Any]) -> None:
     if s.keep_freed_memory:
         keep_freed_memory()
     engines: OrderedDict[Path, Engine] = OrderedDict()
+    settled = False
 
     def engine(path: Path) -> Engine:
         if path not in engines:
@@ -85,13 +84,12 @@ def _serve(conn: Connection, settings: dict[str, Any]) -> None:
         try:
             if message[0] == "prepare":
                 engine(message[1])
-                # Keep the loaded bundles out of full collections (settle_heap), but first
-                # let the collector see what an earlier freeze hid: a bundle just evicted
-                # would otherwise stay frozen, and its cycles never freed. The child is
-                # loading, not decoding, so the pause costs no request.
-                gc.unfreeze()
-                gc.collect()
-                gc.freeze()
+                if not settled:  # the startup heap, as the server's (service.malloc)
+                    settle_heap()
+                    settled = True
+                # Later bundles stay collectable: frozen, an evicted bundle's cycles would
+                # never be freed; and a full collection here would take a core from the
+                # other worker while it serves alone.
                 conn.send(("ok", None))
             else:
                 _, path, queries, width = message
@@ -144,9 +142,11 @@ class Worker:
 class ModelProcesses:
     """`workers` child processes; `run_jobs` (for the batcher) decodes a batch in a free one.
 
-    `deadline(units, width)` gives a batch's deadline in seconds (default
-    `DEFAULT_DEADLINE_S`). A worker being replaced is not on the free list until its new
-    child has loaded the recent bundles."""
+    A worker is used by whoever takes it off the free list (a batch, a bundle being loaded,
+    a replacement starting, a wait for a late answer) and is put back when that is done, so
+    a batch never waits behind a reload or a restart: it takes another worker, or gets 503
+    if none is free within its deadline. `deadline(units, width)` gives a batch's deadline in
+    seconds (default `DEFAULT_DEADLINE_S`)."""
 
     def __init__(
         self,
@@ -159,45 +159,60 @@ class ModelProcesses:
         self.deadline = deadline or (lambda requests, width: DEFAULT_DEADLINE_S)
         self.recent: list[Path] = []  # bundles a fresh child loads, newest last
         self.workers = [Worker(self.context, self.settings) for _ in range(workers)]
-        self.locks = [threading.Lock() for _ in range(workers)]
-        self.free: queue.Queue[int] = queue.Queue()
+        self.free = list(range(workers))  # oldest-freed first
+        self.changed = threading.Condition()
         self.restarts = 0  # children replaced (died or hung)
         self.restarting: list[threading.Thread] = []
         self.closed = False
-        for i in range(workers):
-            self.free.put(i)
+
+    def _take(self, timeout_s: float | None, which: int | None = None) -> int | None:
+        """Take a free worker (or worker `which`) off the free list; None after `timeout_s`."""
+        with self.changed:
+
+            def ready() -> bool:
+                return which in self.free if which is not None else bool(self.free)
+
+            if not self.changed.wait_for(ready, timeout_s):
+                return None
+            i = which if which is not None else self.free[0]
+            self.free.remove(i)
+            return i
+
+    def _give(self, i: int) -> None:
+        with self.changed:
+            self.free.append(i)
+            self.changed.notify_all()
 
     def prepare(self, bundle_path: Path) -> None:
-        """Load a bundle in every child before it is served (blocking: call off the loop)."""
+        """Load a bundle in every child before it is served (blocking: call off the loop),
+        one worker at a time: the others keep serving."""
         path = Path(bundle_path).resolve()
         self.recent = [*[p for p in self.recent if p != path], path][-KEEP:]
         for i in range(len(self.workers)):
-            with self.locks[i]:
-                if not self.workers[i].process.is_alive():
-                    continue  # being replaced: the new child loads `recent` itself
-                try:
-                    self.workers[i].call("prepare", path, timeout_s=PREPARE_TIMEOUT_S)
-                except (EOFError, OSError, Hung) as e:
-                    self._restart(i, e)
-                    raise Unavailable("a model process failed while loading the bundle") from e
+            if self._take(PREPARE_TIMEOUT_S, which=i) is None:
+                continue  # being replaced: the new child loads `recent` itself
+            try:
+                self.workers[i].call("prepare", path, timeout_s=PREPARE_TIMEOUT_S)
+            except (EOFError, OSError, Hung) as e:
+                self._restart(i, e)
+                raise Unavailable("a model process failed while loading the bundle") from e
+            except BaseException:
+                self._give(i)
+                raise
+            self._give(i)
 
     def run_jobs(self, jobs: list[Job], width: int) -> list[Result]:
         """`service.engine.run_jobs` with each engine's group decoded in a child (blocking).
 
         At the batch's deadline the batch fails with 503 at once. The child then gets
         `HUNG_AFTER_S` more to answer (the host may only have stalled it): if it does, it
-        serves again; if not, it is killed and replaced. Until then it is not free, and
-        the worker's lock passes to the thread that waits for it."""
+        serves again; if not, it is killed and replaced. Until then it is not free."""
         deadline_s = self.deadline(sum(e.cost(q) for e, q in jobs), width)
         started = time.monotonic()
-        try:
-            i = self.free.get(timeout=deadline_s)
-        except queue.Empty:
-            raise Unavailable(
-                "no model process is free (one is restarting); retry shortly"
-            ) from None
-        self.locks[i].acquire()
-        outcome = "ok"  # or "late" (the lock and the worker pass to a waiting thread), "dead"
+        i = self._take(deadline_s)
+        if i is None:
+            raise Unavailable("no model process is free (one is restarting); retry shortly")
+        outcome = "ok"  # or "late" (a thread waits for the answer), "dead" (being replaced)
         try:
 
             def run(engine: Engine, queries: list[Query], w: int) -> list[Result]:
@@ -217,30 +232,27 @@ class ModelProcesses:
             self._restart(i, e)
             raise Unavailable("the model process stopped; retry shortly") from e
         finally:
-            if outcome != "late":
-                self.locks[i].release()
             if outcome == "ok":
-                self.free.put(i)
+                self._give(i)
 
     def _await_late(self, i: int) -> None:
-        """Holding worker i's lock: free it if its child answers within `HUNG_AFTER_S`
-        (the answer is dropped), else kill and replace the child."""
+        """Worker i is taken: free it if its child answers within `HUNG_AFTER_S` (the answer
+        is dropped), else kill and replace the child."""
         worker = self.workers[i]
         try:
             if worker.conn.poll(HUNG_AFTER_S):
                 worker.conn.recv()
                 log.info("model_process_recovered worker=%d", i)
-                self.free.put(i)
+                self._give(i)
                 return
             error: Exception = Hung(f"no answer {HUNG_AFTER_S} s past its deadline")
         except (EOFError, OSError) as e:
             error = e
-        finally:
-            self.locks[i].release()
         self._restart(i, error)
 
     def _restart(self, i: int, error: Exception) -> None:
-        """Kill worker i's child (hung or dead) and start a replacement in the background."""
+        """Kill worker i's child (hung or dead; the worker is taken) and start a replacement
+        in the background."""
         worker = self.workers[i]
         log.error(
             "model_process_failed worker=%d pid=%s exitcode=%s error=%s",
@@ -261,30 +273,25 @@ class ModelProcesses:
     def _replace(self, i: int) -> None:
         """Start a new child for worker i, load the recent bundles, then free the worker."""
         while not self.closed:
-            with self.locks[i]:
-                self.workers[i] = Worker(self.context, self.settings)
-                try:
-                    for path in self.recent:
-                        self.workers[i].call("prepare", path, timeout_s=PREPARE_TIMEOUT_S)
-                except Exception:
-                    self.workers[i].kill()
-                    if self.closed:
-                        return
-                    log.exception("model_process_restart_failed worker=%d", i)
-                    time.sleep(1.0)
-                    continue
+            self.workers[i] = Worker(self.context, self.settings)
+            try:
+                for path in self.recent:
+                    self.workers[i].call("prepare", path, timeout_s=PREPARE_TIMEOUT_S)
+            except Exception:
+                self.workers[i].kill()
+                if self.closed:
+                    return
+                log.exception("model_process_restart_failed worker=%d", i)
+                time.sleep(1.0)
+                continue
             log.info("model_process_restarted worker=%d pid=%s", i, self.workers[i].process.pid)
-            self.free.put(i)
+            self._give(i)
             return
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Whether every worker is free (none running, none restarting) within `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        while self.free.qsize() < len(self.workers):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.free) == len(self.workers), timeout_s)
 
     def shutdown(self) -> None:
         self.closed = True
