@@ -57,12 +57,15 @@ READER = """
 import json, resource, sys, time
 import redis
 from pipeline.events import read_events
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 client = redis.Redis(unix_socket_path=sys.argv[1], decode_responses=True)
 limit = None if sys.argv[2] == "none" else int(sys.argv[2])
+before = peak_mb()  # the imports (pandas, torch via model.bundle)
 started = time.monotonic()
 batch = read_events(client, "genrec:events", None, max_events=limit)
 print(json.dumps({"events": len(batch), "seconds": time.monotonic() - started,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_mb(), "reader_mb": peak_mb() - before}))
 """
 
 
@@ -291,11 +294,12 @@ def markdown(r: dict[str, Any]) -> str:
         "",
     ]
     if "backlog" in r:
-        lines += ["## Retrain reader memory", "", "| backlog events | max_events | read | peak RSS MB | seconds |", "|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for x in r["backlog"]:
+        lines += ["## Retrain reader memory", "", "Peak RSS of `read_events` in its own process; *reader* is the growth over the process after its imports.", "", "| backlog events | max_events | read | reader MB | peak RSS MB | seconds |", "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for x in r["backlog"]["rows"]:
             lines.append(
                 f"| {x['backlog']:,} | {x['max_events'] or 'none (before)'} | {x['events']:,} | "
-                f"{x['peak_rss_mb']:.0f} | {x['seconds']:.1f} |"
+                f"{x.get('reader_mb', float('nan')):.0f} | {x['peak_rss_mb']:.0f} | "
+                f"{x['seconds']:.1f} |"
             )
         lines.append("")
     if "reloads" in r:
@@ -371,7 +375,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "reliability")
     args = ap.parse_args()
     phases = args.only.split(",")
-    result: dict[str, Any] = {
+    out_json = args.out.with_suffix(".json")
+    # A run of some phases keeps the other phases of an earlier run; each phase records the
+    # commit it was measured at.
+    result: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() else {}
+    result |= {
         "command": "python benchmarks/reliability.py " + " ".join(sys.argv[1:]),
         "provenance": provenance(),
         "load_start": host_load(),
@@ -396,6 +404,10 @@ def main() -> None:
             elif phase == "soak":
                 result[phase] = soak(bundle, work, bodies, args.soak_minutes)
             print(f"  ({time.monotonic() - started:.0f} s)", flush=True)
+            if isinstance(result[phase], dict):
+                result[phase]["provenance"] = provenance()
+            else:
+                result[phase] = {"rows": result[phase], "provenance": provenance()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["load_end"] = host_load()

@@ -14,18 +14,21 @@ the ID maps (`Engine` builds its model side lazily).
 Every call has a deadline. A batch gets `deadline(units, width)` seconds (a few times its
 expected cost, at most the SLO: see `BeamController.deadline_s`); loading a bundle gets
 `PREPARE_TIMEOUT_S`. A batch past its deadline fails at once with 503 + Retry-After; its
-child is out of service until it answers, and if it has not within `HUNG_AFTER_S` more (hung,
-stopped) it is killed. A child that dies (killed, out of memory) is replaced at once. A new
+child is out of service until it answers, and once it has used no CPU for `HUNG_AFTER_S`
+(stopped, deadlocked) it is killed. A child that dies (killed, out of memory) is replaced at once. A new
 child starts in the background and loads the recent bundles; until it is ready the other
 workers carry the load (a batch waits for a free worker at most its deadline, else 503).
-Giving a late child a grace period before killing it matters on a busy host: two children
-stalled together for 100 ms by their neighbours must not both be replaced (seconds each).
+Telling a hung child from a slow one matters on a busy host: two children stalled together
+by their neighbours must not both be replaced (seen at load average 7-8 on 2 cores: killing
+at 1 s past the deadline replaced children again and again, each restart taking seconds of
+the CPU the host lacked, and nearly every request failed).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -48,7 +51,16 @@ log = logging.getLogger(__name__)
 KEEP = 2  # bundles a child keeps loaded: the served one and the one before (during a reload)
 PREPARE_TIMEOUT_S = 300.0  # loading and warming a bundle in a child (seconds on a busy host)
 DEFAULT_DEADLINE_S = 1.0  # a batch's deadline when the caller gives no estimate
-HUNG_AFTER_S = 1.0  # a child this late past a deadline is hung, not just stalled by the host
+HUNG_AFTER_S = 1.0  # a late child that used no CPU this long is hung, not stalled by the host
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time a process has used (Linux /proc; None where that cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class Hung(Exception):
@@ -236,19 +248,24 @@ class ModelProcesses:
                 self._give(i)
 
     def _await_late(self, i: int) -> None:
-        """Worker i is taken: free it if its child answers within `HUNG_AFTER_S` (the answer
-        is dropped), else kill and replace the child."""
+        """Worker i is taken: free it once its child answers (the answer is dropped). A child
+        that used no CPU for `HUNG_AFTER_S` (stopped, deadlocked) is hung: killed and
+        replaced. One that is working, only slowly (a host short of CPU), is left to finish:
+        replacing it would cost the host seconds of CPU it does not have."""
         worker = self.workers[i]
+        cpu = cpu_seconds(worker.process.pid)
         try:
-            if worker.conn.poll(HUNG_AFTER_S):
-                worker.conn.recv()
-                log.info("model_process_recovered worker=%d", i)
-                self._give(i)
-                return
-            error: Exception = Hung(f"no answer {HUNG_AFTER_S} s past its deadline")
-        except (EOFError, OSError) as e:
-            error = e
-        self._restart(i, error)
+            while not worker.conn.poll(HUNG_AFTER_S):
+                now = cpu_seconds(worker.process.pid)
+                if cpu is None or now is None or now <= cpu:
+                    raise Hung(f"no answer and no CPU used for {HUNG_AFTER_S} s")
+                cpu = now
+            worker.conn.recv()
+        except (EOFError, OSError, Hung) as e:
+            self._restart(i, e)
+            return
+        log.info("model_process_recovered worker=%d", i)
+        self._give(i)
 
     def _restart(self, i: int, error: Exception) -> None:
         """Kill worker i's child (hung or dead; the worker is taken) and start a replacement
