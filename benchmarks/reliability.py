@@ -54,18 +54,20 @@ def pct(values: list[float], q: float) -> float:
 # --- backlog ------------------------------------------------------------------------------
 
 READER = """
-import json, resource, sys, time
+import json, sys, time
 import redis
 from pipeline.events import read_events
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def status(name):
+    line = [l for l in open("/proc/self/status") if l.startswith(name)][0]
+    return int(line.split()[1]) / 1024
 client = redis.Redis(unix_socket_path=sys.argv[1], decode_responses=True)
 limit = None if sys.argv[2] == "none" else int(sys.argv[2])
-before = peak_mb()  # the imports (pandas, torch via model.bundle)
+open("/proc/self/clear_refs", "w").write("5")  # peak RSS := RSS now (after the imports)
+before = status("VmRSS:")
 started = time.monotonic()
 batch = read_events(client, "genrec:events", None, max_events=limit)
 print(json.dumps({"events": len(batch), "seconds": time.monotonic() - started,
-                  "peak_rss_mb": peak_mb(), "reader_mb": peak_mb() - before}))
+                  "peak_rss_mb": status("VmHWM:"), "reader_mb": status("VmHWM:") - before}))
 """
 
 
@@ -150,7 +152,7 @@ def overload(bundle: Path, work: Path, bodies: list[bytes], seconds: float) -> d
     env_static = {"GENREC_DYNAMIC_BEAM": "false", "GENREC_SHED_LOAD": "true"}
     with Server(bundle, work, env_static) as server:
         sat = saturation(server, bodies)
-    rate = 3 * sat
+    rate = max(3.0, 3 * sat)
     print(f"  static saturation {sat:.0f} req/s; offering {rate:.0f} req/s", flush=True)
     out: dict[str, Any] = {"static_saturation_qps": sat, "rate": rate}
     for name, dynamic in (("static", "false"), ("dynamic", "true")):
@@ -175,8 +177,10 @@ def flood(bundle: Path, work: Path, bodies: list[bytes], seconds: float) -> dict
 
         async def both() -> tuple[Run, Run]:
             return await asyncio.gather(
-                open_loop("127.0.0.1", server.port, wide, 3 * sat_wide, seconds, seed=1),
-                open_loop("127.0.0.1", server.port, bodies, 0.2 * sat_default, seconds, seed=2),
+                open_loop("127.0.0.1", server.port, wide, max(3.0, 3 * sat_wide), seconds, seed=1),
+                open_loop(
+                    "127.0.0.1", server.port, bodies, max(2.0, 0.2 * sat_default), seconds, seed=2
+                ),
             )
 
         load = host_load()
@@ -216,6 +220,7 @@ def reloads(bundle: Path, work: Path, bodies: list[bytes], n: int) -> dict[str, 
     key = "bench-key"
     with Server(store.current, work, {"GENREC_API_KEY": key}) as server:
         url = f"http://127.0.0.1:{server.port}"
+        sat = saturation(server, bodies)  # 100 req/s is meant to be well within it
         with Clients(url, request, workers=4, rate_per_worker=25, timeout_s=10) as clients:
             time.sleep(2.0)
             started = time.monotonic()
@@ -239,6 +244,7 @@ def reloads(bundle: Path, work: Path, bodies: list[bytes], n: int) -> dict[str, 
         statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
     out = {
         "reloads": n,
+        "saturation_qps": sat,
         "seconds": seconds,
         "requests": len(records),
         "statuses": statuses,
@@ -256,7 +262,7 @@ def reloads(bundle: Path, work: Path, bodies: list[bytes], n: int) -> dict[str, 
 def soak(bundle: Path, work: Path, bodies: list[bytes], minutes: int) -> dict[str, Any]:
     with Server(bundle, work, {}) as server:
         sat = saturation(server, bodies)
-        rate = 0.7 * sat
+        rate = max(1.0, 0.7 * sat)
         per_minute, rss = [], []
         for m in range(minutes):
             load = host_load()
@@ -294,7 +300,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
     ]
     if "backlog" in r:
-        lines += ["## Retrain reader memory", "", "Peak RSS of `read_events` in its own process; *reader* is the growth over the process after its imports.", "", "| backlog events | max_events | read | reader MB | peak RSS MB | seconds |", "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += ["## Retrain reader memory", "", "`read_events` in its own process: *reader* is its peak RSS minus the RSS after the imports (peak reset through /proc/self/clear_refs).", "", "| backlog events | max_events | read | reader MB | peak RSS MB | seconds |", "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for x in r["backlog"]["rows"]:
             lines.append(
                 f"| {x['backlog']:,} | {x['max_events'] or 'none (before)'} | {x['events']:,} | "
@@ -306,7 +312,8 @@ def markdown(r: dict[str, Any]) -> str:
         x = r["reloads"]
         lines += [
             "## Hot reloads under 100 req/s (default settings, shedding on)", "",
-            f"{x['reloads']} reloads in {x['seconds']:.0f} s, {x['requests']} requests: "
+            f"{x['reloads']} reloads in {x['seconds']:.0f} s at 100 req/s (the server's "
+            f"measured saturation: {x['saturation_qps']:.0f} req/s), {x['requests']} requests: "
             f"**{x['non_2xx']} non-2xx** {x['non_2xx_details'] or ''}, "
             f"{x['responses_mixing_versions']} responses mixing versions; RSS (server + model "
             f"processes) {x['rss_mb_after_first']:.0f} MB after the first reload, "
