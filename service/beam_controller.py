@@ -111,8 +111,12 @@ class BeamController:
         return self.cfg.min_width if self.cfg.enabled else self.cfg.base_width
 
     def admits(self, pending: float, units: float = 1.0) -> bool:
-        """Whether `units` more work, behind `pending` units, can still be served in the SLO."""
-        if not self.cfg.admission:
+        """Whether `units` more work, behind `pending` units, can still be served in the SLO.
+        An idle server always admits: shedding then helps no one, and the request measures
+        the host afresh (one batch that a stalled host made take a second would otherwise
+        shut admission for good: seen in a 10-minute soak at load average 10, every request
+        shed from minute 5 on)."""
+        if not self.cfg.admission or pending <= 0:
             return True
         cost = self.estimate(self.narrowest)
         budget = self.cfg.parallel * self.cfg.slo_s * self.cfg.admit_share

@@ -162,3 +162,15 @@ def test_parallel_workers_share_the_pending_work():
     assert one.width(40) == 32 and two.width(40) == 64  # 40 requests over two workers fit
     admitted = [p for p in range(1000) if one.admits(p)]
     assert len([p for p in range(1000) if two.admits(p)]) == pytest.approx(2 * len(admitted), abs=2)
+
+
+def test_an_idle_server_admits_whatever_it_measured_last():
+    """A stalled host made one batch take 2 s: nothing pending, the next request is admitted
+    (and its batch measures the host again), so admission cannot shut for good."""
+    clock = Clock()
+    c = controller(clock)
+    c.observe(1, 8, 2.0)
+    assert not c.admits(1) and c.admits(0)
+    clock.now += 5.0  # stale: the next batch replaces the estimate
+    c.observe(1, 8, 0.002)
+    assert c.admits(30)
