@@ -78,12 +78,17 @@ def test_three_times_capacity_sheds_the_excess_fast_and_nothing_else_fails(serve
     requests = bodies(k=10)
     cap = capacity(server, requests)
 
-    async def overload() -> tuple[Run, list[float]]:
+    async def overload(rate: float) -> tuple[Run, list[float]]:
         return await asyncio.gather(
-            open_loop(HOST, server, requests, 3 * cap, 4.0, grace_s=5.0), probe(server, 4.0)
+            open_loop(HOST, server, requests, rate, 4.0, grace_s=5.0), probe(server, 4.0)
         )
 
-    run, health_ms = asyncio.run(overload())
+    for _ in range(3):  # a capacity measured while the host starved us is re-measured
+        run, health_ms = asyncio.run(overload(3 * cap))
+        served = len(ms(run, 200)) / 4.0
+        if len(ms(run, 503)) > 0.2 * len(run.outcomes) or served <= cap:
+            break
+        cap = served  # it served more than "capacity": that is the better estimate
     statuses = {st for st, _, _ in run.outcomes}
     assert statuses <= {200, 503} and run.timeouts == 0, (statuses, run.timeouts)
     shed = [(s, ra) for st, s, ra in run.outcomes if st == 503]

@@ -72,7 +72,9 @@ def test_reloads_under_100_requests_per_second_fail_nothing(served):
     baseline = sum(r.status != 200 for r in between) * len(during) / max(1, len(between))
     assert {s for s, _ in failed} <= {503}, failed
     assert len(during) > 20 * RELOADS  # 100 req/s flowed through the reloads
-    assert len(failed) <= 2 * baseline + 2, (failed, baseline)
+    # twice the quiet windows' loss, plus 10% for the CPU a reload itself takes from a
+    # starved host (seen: 8% at load average 8); the bug this guards against lost 35%
+    assert len(failed) <= 2 * baseline + 0.1 * len(during), (failed, baseline)
     seen = set()
     for r in during:  # every item of a response comes from the bundle it names
         if r.status == 200:
