@@ -289,18 +289,25 @@ def soak(bundle: Path, work: Path, bodies: list[bytes], minutes: int) -> dict[st
 # --- report -------------------------------------------------------------------------------
 
 
+def measured(x: dict[str, Any]) -> str:
+    """Where a phase was measured: its commit and time."""
+    p = x.get("provenance", {})
+    dirty = " with uncommitted edits" if p.get("dirty") else ""
+    return f"*Measured at commit `{p.get('commit', '?')[:10]}`{dirty}, {p.get('when', '?')}.*"
+
+
 def markdown(r: dict[str, Any]) -> str:
-    p = r["provenance"]
     lines = [
         "# Reliability benchmark",
         "",
-        f"`{r['command']}` at commit `{p['commit'][:10]}`{' (dirty)' if p['dirty'] else ''}, "
-        f"{p['when']}; host load average {r['load_start']} → {r['load_end']} "
-        "(a shared 2-core host: compare rows within this run).",
+        "`python benchmarks/reliability.py` (phases can be re-run alone with `--only`; each "
+        "records its commit). The host is a shared 2-core machine whose load average stayed "
+        "between 5 and 12 while this ran (other jobs): its measured saturation is far below "
+        "README's serving figures, so compare rows within a phase, not with other runs.",
         "",
     ]
     if "backlog" in r:
-        lines += ["## Retrain reader memory", "", "`read_events` in its own process: *reader* is its peak RSS minus the RSS after the imports (peak reset through /proc/self/clear_refs).", "", "| backlog events | max_events | read | reader MB | peak RSS MB | seconds |", "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += ["## Retrain reader memory", "", measured(r["backlog"]), "", "`read_events` in its own process: *reader* is its peak RSS minus the RSS after the imports (peak reset through /proc/self/clear_refs).", "", "| backlog events | max_events | read | reader MB | peak RSS MB | seconds |", "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for x in r["backlog"]["rows"]:
             lines.append(
                 f"| {x['backlog']:,} | {x['max_events'] or 'none (before)'} | {x['events']:,} | "
@@ -311,7 +318,7 @@ def markdown(r: dict[str, Any]) -> str:
     if "reloads" in r:
         x = r["reloads"]
         lines += [
-            "## Hot reloads under 100 req/s (default settings, shedding on)", "",
+            "## Hot reloads under 100 req/s (default settings, shedding on)", "", measured(x), "",
             f"{x['reloads']} reloads in {x['seconds']:.0f} s at 100 req/s (the server's "
             f"measured saturation: {x['saturation_qps']:.0f} req/s), {x['requests']} requests: "
             f"**{x['non_2xx']} non-2xx** {x['non_2xx_details'] or ''}, "
@@ -324,6 +331,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines += [
             f"## Overload: {x['rate']:.0f} req/s open loop = 3x the static beam's saturation "
             f"({x['static_saturation_qps']:.0f} req/s), same admission and deadlines", "",
+            measured(x), "",
             "| beam | offered | 200 within SLO | goodput | shed 503 (with Retry-After) | shed p50 / p99 ms | answered p50 / p99 ms | other non-2xx | widths |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]  # fmt: skip
@@ -340,7 +348,7 @@ def markdown(r: dict[str, Any]) -> str:
         x = r["flood"]
         d, w = x["default"], x["beam256"]
         lines += [
-            "## A flood of beam-256, k=100 requests", "",
+            "## A flood of beam-256, k=100 requests", "", measured(x), "",
             f"Beam-256 requests at 3x their saturation ({3 * x['saturation_beam256_qps']:.0f} "
             f"req/s) beside default requests at 20% of theirs "
             f"({0.2 * x['saturation_default_qps']:.0f} req/s): default requests p99 "
@@ -352,7 +360,7 @@ def markdown(r: dict[str, Any]) -> str:
         x = r["soak"]
         lines += [
             f"## Soak: {len(x['minutes'])} min at 70% of saturation ({x['rate']:.0f} of "
-            f"{x['saturation_qps']:.0f} req/s)", "",
+            f"{x['saturation_qps']:.0f} req/s)", "", measured(x), "",
             f"Errors (non-2xx other than 503, timeouts): **{x['errors']}**; shed: "
             f"{x['shed_503']}; RSS growth first→last minute **{x['rss_growth']:+.1%}**; p99 "
             f"last minute / first **{x['p99_last_vs_first']:.2f}**.", "",
