@@ -57,16 +57,19 @@ class Connection:
 
 @dataclass
 class Run:
-    """Outcome of one load run: latencies (ms) of successful requests and what they used."""
+    """Outcome of one load run: latencies (ms) of successful requests and what they used, and
+    every request's (status, seconds, Retry-After) in `outcomes` (sheds have latencies too)."""
 
     duration_s: float
     latencies_ms: list[float] = field(default_factory=list)
+    outcomes: list[tuple[int, float, float]] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     widths: Counter[int] = field(default_factory=Counter)
     timeouts: int = 0
 
-    def record(self, status: int, payload: bytes, seconds: float) -> None:
+    def record(self, status: int, payload: bytes, seconds: float, retry_after: float = 0.0) -> None:
         self.statuses[status] += 1
+        self.outcomes.append((status, seconds, retry_after))
         if status == 200:
             self.latencies_ms.append(seconds * 1000)
             m = WIDTH.search(payload)
@@ -115,7 +118,7 @@ async def closed_loop(
                 status, payload, retry_after = await conn.post(host, path, bodies[i % len(bodies)])
                 done = time.perf_counter()
                 if now >= measure_from and done <= stop_at:
-                    run.record(status, payload, done - now)
+                    run.record(status, payload, done - now, retry_after)
                 i += concurrency
                 if retry_after:
                     await asyncio.sleep(min(retry_after, max(0.0, stop_at - done)))
@@ -150,7 +153,7 @@ async def open_loop(
             conn = idle.pop() if idle else await Connection.open(host, port)
             for attempt in (1, 2):  # an idle keep-alive connection may have been closed
                 try:
-                    status, payload, _ = await conn.post(host, path, body)
+                    status, payload, retry_after = await conn.post(host, path, body)
                     break
                 except (ConnectionError, asyncio.IncompleteReadError):
                     conn.close()
@@ -158,7 +161,7 @@ async def open_loop(
                         run.statuses[599] += 1
                         return
                     conn = await Connection.open(host, port)
-            run.record(status, payload, time.perf_counter() - scheduled)
+            run.record(status, payload, time.perf_counter() - scheduled, retry_after)
             idle.append(conn)
 
     start = time.perf_counter()

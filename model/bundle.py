@@ -25,6 +25,17 @@ from tokenizer.semantic_ids import SemanticIds
 
 FORMAT = "genrec-bundle/1"
 MANIFEST = "manifest.json"
+# Files every bundle has; a manifest that leaves one unchecksummed is refused (it could not
+# vouch for what would be loaded).
+REQUIRED_FILES = frozenset(
+    {
+        "model.safetensors",
+        "tokenizer.safetensors",
+        "catalog.json",
+        "popularity.safetensors",
+        "histories.json",
+    }
+)
 
 
 class BundleError(Exception):
@@ -141,6 +152,9 @@ def read_manifest(path: Path, verify: bool = True) -> dict[str, Any]:
     if manifest.get("format") != FORMAT:
         raise BundleError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
     if verify:
+        missing = sorted(REQUIRED_FILES - set(manifest.get("files", {})))
+        if missing:
+            raise BundleError(f"{path}: the manifest lists no checksum for {', '.join(missing)}")
         for name, digest in manifest["files"].items():
             file = path / name
             if not file.is_file() or sha256(file) != digest:

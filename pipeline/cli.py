@@ -272,11 +272,17 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
 ) -> None:
-    """Serve the HTTP API (uvicorn) for a bundle (a store's ROOT/current follows publishes)."""
-    import uvicorn
+    """Serve the HTTP API (uvicorn) for a bundle (a store's ROOT/current follows publishes).
+
+    SIGTERM drains first (GENREC_DRAIN_S: /readyz 503 while serving on), then in-flight
+    requests finish; Ctrl-C stops at once, gracefully."""
+    from service.app import create_app
+    from service.server import serve as run
+    from service.settings import get_settings
 
     os.environ["GENREC_BUNDLE"] = str(bundle.absolute())  # not resolved: `current` may move
-    uvicorn.run("service.app:create_app", factory=True, host=host, port=port, log_level="info")
+    settings = get_settings()
+    run(create_app(settings), host, port, settings.drain_s)
 
 
 @app.command()
@@ -311,6 +317,12 @@ def retrain(
         str, typer.Option(envvar="GENREC_REDIS_URL", help="The Redis the service writes events to.")
     ] = "redis://localhost:6379/0",
     redis_prefix: Annotated[str, typer.Option(envvar="GENREC_REDIS_PREFIX")] = "genrec",
+    redis_password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GENREC_REDIS_PASSWORD", help="Redis password (requirepass).", show_default=False
+        ),
+    ] = None,
     tolerance: Annotated[
         float, typer.Option(help="Publish if new NDCG@10 ≥ current − tolerance.")
     ] = 0.005,
@@ -324,6 +336,9 @@ def retrain(
     ] = 2,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the warm start.")] = 1e-3,
     min_events: Annotated[int, typer.Option(help="Skip retraining below this many.")] = 1,
+    max_events: Annotated[
+        int, typer.Option(min=1, help="Consume at most this many events per run (the rest wait).")
+    ] = 250_000,
     beam_width: Annotated[int, typer.Option(help="Beam width of the gate's evaluation.")] = 64,
     keep: Annotated[int, typer.Option(help="Versions to keep in the store.")] = 5,
     max_minutes: Annotated[float | None, typer.Option(help="Training time budget.")] = None,
@@ -344,6 +359,7 @@ def retrain(
         tolerance=tolerance,
         refit_tokenizer=refit_tokenizer,
         min_events=min_events,
+        max_events=max_events,
         epochs=epochs,
         final_epochs=final_epochs,
         lr=lr,
@@ -354,8 +370,13 @@ def retrain(
     )
     from model.bundle import BundleError
     from pipeline.publish import StoreBusy
+    from service.settings import get_settings
 
-    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=30)
+    if redis_password is None and (secret := get_settings().redis_password) is not None:
+        redis_password = secret.get_secret_value()  # e.g. a Compose secret in /run/secrets
+    client = redis.Redis.from_url(
+        redis_url, decode_responses=True, socket_timeout=30, password=redis_password
+    )
     try:
         result = run(BundleStore(store), client, data_dir, cfg)
     except (StoreBusy, BundleError) as e:

@@ -47,35 +47,50 @@ def empty_events() -> pd.DataFrame:
     ).astype({"timestamp": "int64"})
 
 
-def read_events(client: redis.Redis, key: str, after: str | None, page: int = 10_000) -> EventBatch:
-    """Every event after `after` (exclusive; None = from the start) up to the stream's newest
-    entry when the call starts; events that arrive meanwhile are left for the next run.
+def read_events(
+    client: redis.Redis,
+    key: str,
+    after: str | None,
+    page: int = 10_000,
+    max_events: int | None = None,
+) -> EventBatch:
+    """Events after `after` (exclusive; None = from the start), oldest first, up to the
+        stream's newest entry when the call starts (events that arrive meanwhile are left for the
+        next run) and at most `max_events` of them (the rest too: the checkpoint `last_id` says
+        where this batch ends). Read `page` entries per XRANGE, each page turned into compact
+        frame at once (no list of every event's tuple), so memory follows `max_events`, never
+    the backlog's length.
 
-    Needs a client with decode_responses=True.
+        Needs a client with decode_responses=True.
     """
     head = cast(list[tuple[str, dict[str, str]]], client.xrevrange(key, count=1))
     if not head:
         return EventBatch(empty_events(), after, after)
     head_id = head[0][0]
     low = f"({after}" if after else "-"
-    rows: list[tuple[str, str, int]] = []
-    last, skipped = after, 0
-    while True:
+    frames: list[pd.DataFrame] = []
+    last, skipped, read = after, 0, 0
+    while max_events is None or read < max_events:
+        count = page if max_events is None else min(page, max_events - read)
         entries = cast(
-            list[tuple[str, dict[str, str]]], client.xrange(key, min=low, max=head_id, count=page)
+            list[tuple[str, dict[str, str]]], client.xrange(key, min=low, max=head_id, count=count)
         )
         if not entries:
             break
+        rows: list[tuple[str, str, int]] = []
         for _, fields in entries:
             try:
                 rows.append((fields["user_id"], fields["item_id"], int(fields["timestamp"])))
             except (KeyError, ValueError):
                 skipped += 1  # not written by the service; never fatal
+        if rows:
+            frames.append(pd.DataFrame(rows, columns=COLUMNS))
+        read += len(entries)
         last = entries[-1][0]
         if last == head_id:
             break
         low = f"({last}"
-    frame = pd.DataFrame(rows, columns=COLUMNS) if rows else empty_events()
+    frame = pd.concat(frames, ignore_index=True) if frames else empty_events()
     if skipped:
         log.warning("events_skipped malformed=%d", skipped)
     return EventBatch(frame.astype({"timestamp": "int64"}), after, last, skipped)

@@ -3,11 +3,13 @@
 genrec retrain --store artifacts/store --redis-url redis://localhost:6379/0
 
 Stages, each logged as `retrain stage=…`: read the events after the current bundle's stream
-checkpoint → merge them with the base data and earlier events → semantic IDs for new items
-(frozen codebooks; `refit_tokenizer` fits new ones) → warm-start the generator on every
-position but each user's last two (selected on the second-to-last) → score the candidate and
-the served model on the held-out last items of the users with new events → gate → a final
-pass through every position → write the bundle → switch `current` → trim the consumed events.
+checkpoint (at most `max_events` per run, in pages: a backlog of any length is consumed over
+several runs in bounded memory) → merge them with the base data and earlier events → semantic
+IDs for new items (frozen codebooks; `refit_tokenizer` fits new ones) → warm-start the
+generator on every position but each user's last two (selected on the second-to-last) → score
+the candidate and the served model on the held-out last items of the users with new events →
+gate → a final pass through every position → write the bundle → switch `current` → trim the
+consumed events.
 
 Why a final pass: leave-one-out holds each user's two newest items out, and the newest
 interactions are exactly where new items and trends live; a model that never trains on them
@@ -15,7 +17,9 @@ cannot recommend the item everyone just moved to. So the gate judges the candida
 data, and the published model is that candidate trained on for `final_epochs` more over every
 position (new items re-placed in the codebooks from all their co-occurrences). Its weights have
 then seen every held-out item of the data it was trained on, so the next gate scores both
-models only on users with new events: their newest items are new to both. The switch is the only commit point: a crash
+models only on users with new events: their newest items are new to both.
+
+The switch is the only commit point: a crash
 before it leaves the served bundle and the stream untouched; a crash after it leaves events
 that the new current already holds, which the next run trims first. Reruns are safe, and a
 lock keeps two runs from overlapping.
@@ -70,6 +74,7 @@ class RetrainConfig:
     tolerance: float = 0.005
     refit_tokenizer: bool = False
     min_events: int = 1
+    max_events: int = 250_000  # per run (the rest stays for the next): bounds the reader's memory
     epochs: int = 4
     final_epochs: int = 2  # the pass through every position after the gate
     lr: float = 1e-3
@@ -104,10 +109,11 @@ def retrain(
         key = Keys(cfg.redis_prefix).events
         checkpoint = current.manifest.get("stream", {}).get("last_id")
         recovered = trim_through(client, key, checkpoint)  # a crash between publish and trim
-        batch = read_events(client, key, checkpoint)
+        batch = read_events(client, key, checkpoint, max_events=cfg.max_events)
         summary: dict[str, Any] = {
             "parent": current.version,
             "events_consumed": len(batch),
+            "events_left_for_next_run": max(0, int(client.xlen(key)) - len(batch)),
             "stream": {"key": key, "after": checkpoint, "last_id": batch.last_id},
             "trimmed_before": recovered,
         }

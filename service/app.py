@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,7 +38,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if s.keep_freed_memory:
         keep_freed_memory()
 
-    processes = ModelProcesses(s, s.model_workers) if s.model_process else None
+    app.state.beam_controller = controller = BeamController(
+        ControllerConfig(
+            base_width=s.default_beam_width,
+            min_width=min(s.min_beam_width, s.default_beam_width),
+            slo_s=s.latency_slo_ms / 1000,
+            parallel=s.model_workers if s.model_process else 1,  # threads share one GIL
+            enabled=s.dynamic_beam,
+            admission=s.shed_load,
+        )
+    )
+    processes = (
+        ModelProcesses(s, s.model_workers, controller.deadline_s) if s.model_process else None
+    )
 
     def make_engine(bundle: Bundle) -> Engine:
         """Blocking (the reloader calls it in a thread): the model side is ready on return."""
@@ -64,8 +75,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bundle.path,
     )
     server = None if s.redis_url else EmbeddedRedis(s.redis_dir)
-    client = connect(s.redis_url, server.socket if server else None, s.redis_timeout_s)
-    app.state.store = store = HistoryStore(client, s.redis_prefix, s.max_history)
+    password = s.redis_password.get_secret_value() if s.redis_password else None
+    client = connect(s.redis_url, server.socket if server else None, s.redis_timeout_s, password)
+    app.state.store = store = HistoryStore(
+        client, s.redis_prefix, s.max_history, s.events_max_backlog
+    )
     if s.seed_histories:
         try:
             await store.seed(bundle.histories, bundle.version)
@@ -74,15 +88,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 "seed_histories_failed: the store is unreachable; continuing", exc_info=True
             )
     app.state.cache = ResultCache(client, s.redis_prefix, s.cache_ttl_s, app.state.metrics)
-    app.state.beam_controller = controller = BeamController(
-        ControllerConfig(
-            base_width=s.default_beam_width,
-            min_width=min(s.min_beam_width, s.default_beam_width),
-            slo_s=s.latency_slo_ms / 1000,
-            parallel=s.model_workers if s.model_process else 1,  # threads share one GIL
-            enabled=s.dynamic_beam,
-        )
-    )
     app.state.batcher = batcher = MicroBatcher(
         processes.run_jobs if processes else run_jobs,
         s.batch_max_size,
@@ -91,13 +96,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         controller,
         app.state.metrics.batch,
         s.model_workers,
-        max_queue_s=controller.budget_s if s.dynamic_beam else None,
+        max_queue_s=controller.budget_s if s.shed_load else None,
     )
     app.state.metrics.watch_queue(lambda: batcher.depth, lambda: batcher.in_flight)
+    if processes:
+        app.state.metrics.model_restarts.set_function(lambda: processes.restarts)
+    if server:
+        app.state.metrics.redis_restarts.set_function(lambda: server.restarts)
     batcher.start()
     settle_heap()
+    # Reloaded bundles are not frozen: a frozen object is never collected, so each replaced
+    # bundle's reference cycles would stay for good (memory grew with every reload). What a
+    # bundle adds to full collections is small (its containers: catalog lists, histories,
+    # modules); the startup heap, the bulk, stays frozen.
     app.state.reloader = reloader = Reloader(
-        app.state, s.bundle, make_engine, store if s.seed_histories else None, gc.freeze
+        app.state, s.bundle, make_engine, store if s.seed_histories else None
     )
     if s.reload_poll_s:
         reloader.start_polling(s.reload_poll_s)
@@ -122,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or get_settings()
+    app.state.draining = False  # set on SIGTERM (`genrec serve`): /readyz answers 503
     app.state.metrics = Metrics()  # per app: tests run several apps in one process
     app.state.live_stats = LiveStats(app.state.metrics)
     install_handlers(app)

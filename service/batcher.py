@@ -7,6 +7,11 @@ the last one runs (torch and ONNX Runtime release the GIL inside their kernels).
 the batch (`max_size`), the batches running at once (`workers`) and the queue (`max_queue`;
 past it a request is shed with 503 at once instead of waiting behind work it cannot
 outrun). The scheduler also picks each batch's beam width from the load (`beam_controller`).
+
+Work is counted in units (a request's `cost`: its beam work relative to a default request,
+at least 1), so admission, the beam width and the batch size follow what requests cost, not
+only how many there are: a batch holds at most `max_size` units, and a flood of wide-beam
+requests is shed before it pushes everyone past the SLO.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from service.errors import Overloaded
+from service.errors import Overloaded, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +34,11 @@ R = TypeVar("R")
 
 
 class WidthPolicy(Protocol):
-    def width(self, pending: int) -> int: ...
+    def width(self, pending: float) -> int: ...
 
-    def admits(self, pending: int) -> bool: ...
+    def admits(self, pending: float, units: float = 1.0) -> bool: ...
 
-    def observe(self, requests: int, width: int, seconds: float) -> None: ...
+    def observe(self, units: float, width: int, seconds: float) -> None: ...
 
 
 class FixedWidth:
@@ -42,13 +47,13 @@ class FixedWidth:
     def __init__(self, base_width: int) -> None:
         self.base_width = base_width
 
-    def width(self, pending: int) -> int:
+    def width(self, pending: float) -> int:
         return self.base_width
 
-    def admits(self, pending: int) -> bool:
+    def admits(self, pending: float, units: float = 1.0) -> bool:
         return True
 
-    def observe(self, requests: int, width: int, seconds: float) -> None:
+    def observe(self, units: float, width: int, seconds: float) -> None:
         return None
 
 
@@ -60,9 +65,17 @@ class BatchStats:
     queued: int  # still waiting when the batch started
 
 
+@dataclass
+class Pending(Generic[Q, R]):
+    query: Q
+    future: asyncio.Future[R]
+    queued_at: float
+    cost: float
+
+
 class MicroBatcher(Generic[Q, R]):
-    """Collects queries for up to `max_wait_ms` (or `max_size` of them), then runs them as one
-    batch: `run(queries, width)` in the worker thread, with `width` from `policy`."""
+    """Collects queries for up to `max_wait_ms` (or `max_size` units of them), then runs them
+    as one batch: `run(queries, width)` in the worker thread, with `width` from `policy`."""
 
     def __init__(
         self,
@@ -78,43 +91,51 @@ class MicroBatcher(Generic[Q, R]):
         self.run, self.max_size, self.max_wait = run, max_size, max_wait_ms / 1000
         self.max_queue_s = max_queue_s
         self.policy, self.on_batch = policy, on_batch
-        self.queue: asyncio.Queue[tuple[Q, asyncio.Future[R], float]] = asyncio.Queue(max_queue)
+        self.queue: asyncio.Queue[Pending[Q, R]] = asyncio.Queue(max_queue)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genrec-model")
         self.free_workers = asyncio.Semaphore(workers)
         self.idle = workers
         self.task: asyncio.Task[None] | None = None
         self.batches: set[asyncio.Task[None]] = set()
         self.in_flight = 0
-        # Requests admitted at the edge and not yet answered (LoadShedder keeps the count);
-        # None: nobody counts, so a batch always waits its `max_wait` for company.
-        self.admitted: int | None = None
+        self.queued_units = 0.0  # cost of the requests in the queue …
+        self.in_flight_units = 0.0  # … and of those in running batches
+        # Units of requests admitted at the edge and not yet answered (LoadShedder counts one
+        # per request, `submit` adds the rest of its cost); None: nobody counts, so a batch
+        # always waits its `max_wait` for company.
+        self.admitted: float | None = None
 
     @property
     def depth(self) -> int:
         return self.queue.qsize()
 
-    def check_admission(self) -> None:
-        """Raise `Overloaded` if a new query would wait past its bound (queue or SLO); cheap,
-        so callers can shed before doing any other work. The pending work is every request
-        admitted at the edge and not yet answered (`admitted`, counted by `LoadShedder`, so
-        requests still reading Redis or waiting for the event loop count too), and at least
-        what the batcher holds."""
+    @property
+    def pending_units(self) -> float:
+        """Work admitted and not yet answered: every request admitted at the edge
+        (`admitted`, counted by `LoadShedder`, so requests still reading Redis or waiting for
+        the event loop count too), and at least what the batcher holds."""
+        return max(self.admitted or 0.0, self.queued_units + self.in_flight_units)
+
+    def check_admission(self, units: float = 1.0) -> None:
+        """Raise `Overloaded` if `units` more work would wait past its bound (queue or SLO);
+        cheap, so callers can shed before doing any other work."""
         if self.queue.full():
             raise Overloaded(
                 f"the server is overloaded ({self.queue.maxsize} requests waiting); retry shortly"
             )
-        if not self.policy.admits(max(self.admitted or 0, self.depth + self.in_flight)):
+        if not self.policy.admits(self.pending_units, units):
             raise Overloaded("the server is overloaded (past its latency budget); retry shortly")
 
     @contextmanager
-    def admitted_request(self) -> Iterator[None]:
-        """Count one request admitted at the edge until it is answered (`LoadShedder`); from
-        the first one on, admission and batch collection go by this count."""
-        self.admitted = (self.admitted or 0) + 1
+    def admitted_request(self, units: float = 1.0) -> Iterator[None]:
+        """Count `units` of an admitted request until it is answered (`LoadShedder` counts
+        one per request at the edge); from the first one on, admission and batch collection
+        go by this count."""
+        self.admitted = (self.admitted or 0.0) + units
         try:
             yield
         finally:
-            self.admitted -= 1
+            self.admitted -= units
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name="genrec-batcher")
@@ -126,60 +147,70 @@ class MicroBatcher(Generic[Q, R]):
         await asyncio.gather(*self.batches, return_exceptions=True)
         self.executor.shutdown(wait=True)
 
-    async def submit(self, query: Q) -> R:
-        self.check_admission()
+    async def submit(self, query: Q, cost: float = 1.0) -> R:
+        """Queue a query of `cost` units and wait for its result; admission is checked again
+        with its full cost (the edge counted one unit before it knew the request)."""
+        extra = cost - 1.0 if self.admitted is not None else cost
+        self.check_admission(max(0.0, extra))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self.queue.put_nowait((query, future, loop.time()))
-        return await future
+        counted: AbstractContextManager[None] = (
+            self.admitted_request(max(0.0, extra)) if self.admitted is not None else nullcontext()
+        )
+        with counted:
+            self.queue.put_nowait(Pending(query, future, loop.time(), cost))
+            self.queued_units += cost
+            return await future
 
-    def _on_their_way(self, collected: int) -> int | None:
+    def _on_their_way(self, collected: float) -> float | None:
         """Admitted requests not yet queued, running or collected (None: not counted). An
         overestimate (answered requests still sending count), never an underestimate."""
         if self.admitted is None:
             return None
-        return self.admitted - self.depth - self.in_flight - collected
+        return self.admitted - self.queued_units - self.in_flight_units - collected
 
-    async def _collect(self) -> list[tuple[Q, asyncio.Future[R], float]]:
-        """Up to `max_size` queries: those queued now, and for up to `max_wait` those still
-        on their way (admitted, reading Redis); with none on its way the batch goes at once,
-        so a lone request never waits for company that is not coming."""
-        batch = [await self.queue.get()]
+    def _take(self, item: Pending[Q, R]) -> Pending[Q, R]:
+        self.queued_units -= item.cost
+        return item
+
+    async def _collect(self) -> list[Pending[Q, R]]:
+        """Up to `max_size` units of queries: those queued now, and for up to `max_wait`
+        those still on their way (admitted, reading Redis); with none on its way the batch
+        goes at once, so a lone request never waits for company that is not coming."""
+        batch = [self._take(await self.queue.get())]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
-        while len(batch) < self.max_size:
+        while len(batch) < self.max_size and sum(p.cost for p in batch) < self.max_size:
             if not self.queue.empty():  # take what is already there without waiting
-                batch.append(self.queue.get_nowait())
+                batch.append(self._take(self.queue.get_nowait()))
                 continue
-            coming = self._on_their_way(len(batch))
+            coming = self._on_their_way(sum(p.cost for p in batch))
             if coming is not None and coming <= 0:
                 break
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                batch.append(self._take(await asyncio.wait_for(self.queue.get(), remaining)))
             except TimeoutError:
                 break
         return batch
 
-    def _live(
-        self, batch: list[tuple[Q, asyncio.Future[R], float]]
-    ) -> list[tuple[Q, asyncio.Future[R]]]:
+    def _live(self, batch: list[Pending[Q, R]]) -> list[Pending[Q, R]]:
         """The batch without cancelled requests and, with `max_queue_s`, without those that
         waited longer than that: they are shed with 503 now (a late answer is no answer), and
         the rest keep their latency bound."""
         now = asyncio.get_running_loop().time()
         live = []
-        for q, f, queued_at in batch:
-            if f.cancelled():
+        for p in batch:
+            if p.future.cancelled():
                 continue
-            if self.max_queue_s is not None and now - queued_at > self.max_queue_s:
-                f.set_exception(
+            if self.max_queue_s is not None and now - p.queued_at > self.max_queue_s:
+                p.future.set_exception(
                     Overloaded("the request waited past its latency budget; retry shortly")
                 )
                 continue
-            live.append((q, f))
+            live.append(p)
         return live
 
     def _timed_run(self, queries: list[Q], width: int) -> tuple[list[R], float]:
@@ -208,7 +239,9 @@ class MicroBatcher(Generic[Q, R]):
                 self._release()
                 continue
             queued = self.queue.qsize()
-            width = self.policy.width(self.in_flight + len(live) + queued)
+            width = self.policy.width(
+                self.in_flight_units + sum(p.cost for p in live) + self.queued_units
+            )
             parts = min(1 + self.idle, len(live))  # idle workers share the batch
             for i in range(parts):
                 if i:
@@ -218,27 +251,31 @@ class MicroBatcher(Generic[Q, R]):
                 self.batches.add(task)
                 task.add_done_callback(self.batches.discard)
 
-    async def _run_batch(
-        self, live: list[tuple[Q, asyncio.Future[R]]], width: int, queued: int
-    ) -> None:
+    async def _run_batch(self, live: list[Pending[Q, R]], width: int, queued: int) -> None:
         loop = asyncio.get_running_loop()
+        units = sum(p.cost for p in live)
         self.in_flight += len(live)
+        self.in_flight_units += units
         try:
             results, seconds = await loop.run_in_executor(
-                self.executor, self._timed_run, [q for q, _ in live], width
+                self.executor, self._timed_run, [p.query for p in live], width
             )
         except Exception as e:  # one bad batch must not kill the loop
-            log.exception("batch_failed size=%d", len(live))
-            for _, f in live:
-                if not f.done():
-                    f.set_exception(e)
+            if isinstance(e, ServiceError):  # e.g. a model process failed: logged there
+                log.warning("batch_failed size=%d error=%s", len(live), e)
+            else:
+                log.exception("batch_failed size=%d", len(live))
+            for p in live:
+                if not p.future.done():
+                    p.future.set_exception(e)
             return
         finally:
             self.in_flight -= len(live)
+            self.in_flight_units -= units
             self._release()
-        self.policy.observe(len(live), width, seconds)
+        self.policy.observe(units, width, seconds)
         if self.on_batch:
             self.on_batch(BatchStats(len(live), width, seconds, queued))
-        for (_, f), r in zip(live, results, strict=True):
-            if not f.done():
-                f.set_result(r)
+        for p, r in zip(live, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(r)

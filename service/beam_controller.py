@@ -1,15 +1,18 @@
 """Load-aware beam width (GR4AD's dynamic beam): B = B_base · f(pending work, capacity).
 
+Work is counted in *units*, not requests: a request's unit count is its beam work (final
+width summed over the levels, which k bounds from below) relative to a default request, and
+never below one (`Engine.cost`), so a beam-256 request weighs about four default ones.
 The scheduler asks for a width each time it forms a batch. Widths live on a ladder of
 halvings, B_base, B_base/2, …, down to `min_width`; each rung keeps a moving average of what
-one request costs in model time at that width (measured, so the controller needs no
+one unit costs in model time at that width (measured, so the controller needs no
 benchmark of the host it runs on and follows it when neighbours steal CPU). With `pending`
-requests queued or running, the controller picks the widest rung whose cost lets all of
+units queued or running, the controller picks the widest rung whose cost lets all of
 them finish within `budget` (a share of the latency SLO). A rung not run for `stale_s` is
 estimated afresh from the rung in use (linearly in width, which overstates the cost of a
 wider rung: a cautious climb), so one slow batch cannot pin the width low for good.
 
-    capacity(w) = P · budget / cost(w)      requests that fit in the budget at width w,
+    capacity(w) = P · budget / cost(w)      units that fit in the budget at width w,
                                             with P batches decoding at once (model workers)
     width       = the widest w with pending ≤ capacity(w)
 
@@ -21,8 +24,15 @@ last change: a band of hysteresis, so it does not flap between rungs under stead
 The per-level schedule (narrow at level 1) is applied on top of the final width chosen here.
 
 When even `min_width` cannot keep up, effort has nothing left to give: the controller then
-stops admitting requests once the pending ones would not finish within `admit_share` of the
-SLO at `min_width`, so those it serves stay within the SLO and the rest get 503 at once.
+stops admitting requests once the pending units would not finish within `admit_share` of the
+SLO at the narrowest width it may use (`min_width`, or `base_width` with the dynamic beam
+off: admission does not depend on the beam being dynamic), so those it serves stay within
+the SLO and the rest get 503 at once.
+
+It also gives each batch sent to a model process its deadline (`deadline_s`): a few times
+the batch's expected model time, never more than the SLO (a batch that late has failed its
+requests already) and never less than 3/4 of it (on a busy 2-core host a healthy batch of a
+few ms now and then takes 50 ms: a floor of half the SLO failed such batches with 503).
 """
 
 from __future__ import annotations
@@ -44,7 +54,10 @@ class ControllerConfig:
     climb_margin: float = 0.7
     climb_every_s: float = 0.25
     parallel: int = 1  # batches decoded at once (model workers): pending work is shared
-    enabled: bool = True
+    enabled: bool = True  # the dynamic beam
+    admission: bool = True  # shed what would not finish within the SLO
+    deadline_factor: float = 5.0  # a batch's deadline: this × its expected model time …
+    deadline_floor_share: float = 0.75  # … but at least this share of the SLO, at most all of it
 
 
 class BeamController:
@@ -74,7 +87,7 @@ class BeamController:
         return self.cfg.slo_s * self.cfg.budget_share
 
     def estimate(self, width: int) -> float | None:
-        """Seconds per request at `width`: measured recently, else scaled linearly from the
+        """Seconds per unit at `width`: measured recently, else scaled linearly from the
         nearest recently measured rung (optimistic below it, cautious above; either is
         corrected once that rung runs), else from the nearest measured at all."""
         if not self.cost:
@@ -87,21 +100,39 @@ class BeamController:
         return self.cost[known] * width / known
 
     def capacity(self, width: int) -> float:
-        """Requests that finish within the budget at `width` (∞ before any measurement), with
+        """Units that finish within the budget at `width` (∞ before any measurement), with
         `parallel` batches decoding at once."""
         cost = self.estimate(width)
         return float("inf") if not cost else self.cfg.parallel * self.budget_s / cost
 
-    def admits(self, pending: int) -> bool:
-        """Whether a new request, behind `pending` others, can still be served in the SLO."""
-        if not self.cfg.enabled:
-            return True
-        cost = self.estimate(self.cfg.min_width)
-        budget = self.cfg.parallel * self.cfg.slo_s * self.cfg.admit_share
-        return cost is None or (pending + 1) * cost <= budget
+    @property
+    def narrowest(self) -> int:
+        """The narrowest final width the server may fall back to."""
+        return self.cfg.min_width if self.cfg.enabled else self.cfg.base_width
 
-    def width(self, pending: int) -> int:
-        """Final width for the next batch, given requests queued plus running (`pending`)."""
+    def admits(self, pending: float, units: float = 1.0) -> bool:
+        """Whether `units` more work, behind `pending` units, can still be served in the SLO.
+        An idle server always admits: shedding then helps no one, and the request measures
+        the host afresh (one batch that a stalled host made take a second would otherwise
+        shut admission for good: seen in a 10-minute soak at load average 10, every request
+        shed from minute 5 on)."""
+        if not self.cfg.admission or pending <= 0:
+            return True
+        cost = self.estimate(self.narrowest)
+        budget = self.cfg.parallel * self.cfg.slo_s * self.cfg.admit_share
+        return cost is None or (pending + units) * cost <= budget
+
+    def deadline_s(self, units: float, width: int) -> float:
+        """Seconds a batch of `units` at final width `width` may take in a model process."""
+        cost = self.estimate(width)
+        slo = self.cfg.slo_s
+        if cost is None:
+            return slo
+        expected = self.cfg.deadline_factor * units * cost
+        return min(slo, max(self.cfg.deadline_floor_share * slo, expected))
+
+    def width(self, pending: float) -> int:
+        """Final width for the next batch, given units queued plus running (`pending`)."""
         if not self.cfg.enabled:
             return self.cfg.base_width
         fits = [pending <= self.capacity(w) for w in self.ladder]
@@ -118,11 +149,11 @@ class BeamController:
             self.changed_at = now
         return self.current
 
-    def observe(self, requests: int, width: int, seconds: float) -> None:
-        """A batch of `requests` at final width `width` took `seconds` of model time."""
-        if requests <= 0 or width not in self.ladder:
+    def observe(self, units: float, width: int, seconds: float) -> None:
+        """A batch of `units` of work at final width `width` took `seconds` of model time."""
+        if units <= 0 or width not in self.ladder:
             return
-        sample = seconds / requests
+        sample = seconds / units
         old = self.cost.get(width)
         a = self.cfg.smoothing
         if old is None or self.clock() - self.measured_at[width] > self.cfg.stale_s:

@@ -1,4 +1,4 @@
-"""FastAPI dependencies as `Annotated` aliases: the engine, the store, the batcher, the API key."""
+"""FastAPI dependencies as `Annotated` aliases: the engine, the store, the batcher, the API keys."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from pydantic import SecretStr
 
 from service.batcher import MicroBatcher
 from service.engine import Engine, Job, Result
-from service.errors import Unauthorized, Unavailable
+from service.errors import Forbidden, Unauthorized, Unavailable
 from service.live_stats import LiveStats
 from service.metrics import Metrics
 from service.reloader import Reloader
@@ -66,16 +67,39 @@ ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 LiveStatsDep = Annotated[LiveStats, Depends(get_live_stats)]
 
 
-async def require_api_key(
-    settings: SettingsDep, x_api_key: Annotated[str | None, Header(max_length=256)] = None
-) -> None:
-    """Write and admin endpoints need `X-API-Key`; with no key configured they are disabled."""
+def _matches(given: str | None, *keys: SecretStr | None) -> bool:
+    """Constant-time comparison against each configured key."""
+    if given is None:
+        return False
+    return any(
+        k is not None and secrets.compare_digest(given.encode(), k.get_secret_value().encode())
+        for k in keys
+    )
+
+
+ApiKeyHeader = Annotated[str | None, Header(max_length=256)]
+
+
+async def require_api_key(settings: SettingsDep, x_api_key: ApiKeyHeader = None) -> None:
+    """Write and admin endpoints need the write key in `X-API-Key`. With no write key
+    configured they are switched off: 403 (a 503 would tell clients to retry)."""
     if settings.api_key is None:
-        raise Unavailable("writes are disabled: the server has no GENREC_API_KEY")
-    if x_api_key is None or not secrets.compare_digest(
-        x_api_key.encode(), settings.api_key.get_secret_value().encode()
-    ):
-        raise Unauthorized("missing or wrong X-API-Key header")
+        raise Forbidden(
+            "writes and admin are disabled on this server: start it with GENREC_API_KEY set "
+            "and send that key in the X-API-Key header"
+        )
+    if not _matches(x_api_key, settings.api_key):
+        raise Unauthorized("missing or wrong X-API-Key header (this route needs the write key)")
+
+
+async def require_read_key(settings: SettingsDep, x_api_key: ApiKeyHeader = None) -> None:
+    """Reads of a user's data (history, recommendations) need the read key, or the write key,
+    in `X-API-Key` when GENREC_READ_API_KEY is set; open when it is not (`make demo`)."""
+    if settings.read_api_key is None:
+        return
+    if not _matches(x_api_key, settings.read_api_key, settings.api_key):
+        raise Unauthorized("missing or wrong X-API-Key header (this route needs the read key)")
 
 
 ApiKey = Depends(require_api_key)
+ReadKey = Depends(require_read_key)

@@ -10,6 +10,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from model.beam_search import beam_schedule
 from model.bundle import Bundle
 from model.decoding import Decoding, Runner
 from model.precision import inference_dtype
@@ -19,6 +20,8 @@ from service.errors import BadInput
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+REFERENCE_K = 10  # the k of a default request (RecommendRequest.k's default)
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,11 @@ class Engine:
         )
 
     def warm(self) -> Engine:
-        """Build the model side now (off the event loop), not in the first batch."""
-        _ = self.recommender
+        """Build the model side and decode one query now (off the event loop): the first
+        decode pays one-off costs (kernel selection, allocator growth) that would otherwise
+        land in a request, and past a model process's deadline."""
+        n = len(self.catalog)
+        self.run([Query(np.arange(min(n - 1, 5)), 1, None, True)], self.default_beam_width)
         return self
 
     @cached_property
@@ -124,6 +130,23 @@ class Engine:
         if exclude_seen and len(history) + k > n and len(np.unique(history)) + k > n:
             raise BadInput(f"k={k} exceeds the {n} catalog items not in the history")
         return Query(history, k, beam_width, exclude_seen)
+
+    @cached_property
+    def _reference_work(self) -> int:
+        return self._work(self.default_beam_width, REFERENCE_K)
+
+    def _work(self, final_width: int, k: int) -> int:
+        """Beams decoded over all levels: the per-level schedule's sum."""
+        cfg = self.bundle.model.cfg
+        return sum(beam_schedule(final_width, cfg.n_levels, cfg.codebook_sizes, k))
+
+    def cost(self, q: Query) -> float:
+        """What a query costs relative to a default one (default width, k=10), in beam work
+        summed over the levels (k bounds every level's width from below); never below 1: a
+        narrow beam still pays the per-request overhead (README: the narrowest beam serves
+        only ~1.4× what beam 64 does). Admission and the beam controller count this."""
+        want = min(q.beam_width or self.default_beam_width, self.max_beam_width)
+        return max(1.0, self._work(max(q.k, want), q.k) / self._reference_work)
 
     def final_width(self, q: Query, server_width: int) -> int:
         """The query's own width (or the default), capped, scaled down as the server's width

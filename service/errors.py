@@ -36,18 +36,35 @@ class Unauthorized(ServiceError):
     status, title = 401, "Unauthorized"
 
 
+class Forbidden(ServiceError):
+    """A feature switched off by configuration: retrying will not help (unlike a 503)."""
+
+    status, title = 403, "Forbidden"
+
+
 class Unavailable(ServiceError):
+    """Retry later: every 503 carries `Retry-After` (seconds), so clients back off."""
+
     status, title = 503, "Service unavailable"
+    retry_after_s = 1
 
 
 class PayloadTooLarge(ServiceError):
     status, title = 413, "Payload too large"
 
 
-class Overloaded(ServiceError):
+class Overloaded(Unavailable):
     """Too many requests are waiting for the model: shed at once rather than time out."""
 
-    status, title = 503, "Overloaded"
+    title = "Overloaded"
+
+
+class BacklogFull(Unavailable):
+    """The event stream holds as many unconsumed events as it may: writes are refused (not
+    trimmed) until a retrain publishes a bundle that consumed them."""
+
+    title = "Event backlog full"
+    retry_after_s = 60
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -64,8 +81,8 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def error_response(exc: ServiceError) -> JSONResponse:
     response = problem(exc.status, exc.title, exc.detail, **exc.extra)
-    if isinstance(exc, Overloaded):
-        response.headers["Retry-After"] = "1"
+    if isinstance(exc, Unavailable):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
 

@@ -48,8 +48,8 @@ def settle_heap() -> None:
     landed in a request every few seconds: in ad-hoc runs of the serving benchmark's server
     and load generator (open loop, ~1,090 req/s) the p99 was 165–183 ms without this and
     85–89 ms with it; benchmarks/results/serving.md is measured with it. Call it once startup
-    is done; objects made later (a reloaded bundle) are frozen with `gc.freeze()` alone,
-    without a pause.
+    is done. Objects made later (a reloaded bundle) are not frozen: a frozen object is never
+    collected, so a replaced bundle's reference cycles would stay for good.
     """
     gc.collect()
     gc.freeze()

@@ -60,6 +60,29 @@ class Metrics:
         self.overloaded = Counter(
             "genrec_overloaded_requests", "Requests shed with 503 (overloaded).", registry=r
         )
+        self.events_refused = Counter(
+            "genrec_events_refused",
+            "Event posts refused with 503, by reason (backlog_full: the stream is at "
+            "GENREC_EVENTS_MAX_BACKLOG; alert on it, retraining is not keeping up).",
+            ["reason"],
+            registry=r,
+        )
+        self.events_backlog = Gauge(
+            "genrec_events_backlog",
+            "Events in the retraining stream not yet consumed by a published bundle "
+            "(as of the last post).",
+            registry=r,
+        )
+        self.model_restarts = Gauge(
+            "genrec_model_process_restarts",
+            "Model processes killed and replaced since start (died or missed a deadline).",
+            registry=r,
+        )
+        self.redis_restarts = Gauge(
+            "genrec_embedded_redis_restarts",
+            "Times the embedded Redis died and was restarted from its AOF since start.",
+            registry=r,
+        )
         self.model_version: Callable[[], str] | None = None
         r.register(_ModelInfo(self))
 

@@ -45,7 +45,6 @@ class Reloader:
         bundle_path: Path,
         make_engine: Callable[[Bundle], Engine],
         store: HistoryStore | None = None,
-        after_swap: Callable[[], None] | None = None,
     ) -> None:
         self.state, self.bundle_path, self.make_engine, self.store = (
             state,
@@ -53,7 +52,6 @@ class Reloader:
             make_engine,
             store,
         )
-        self.after_swap = after_swap  # e.g. gc.freeze: keep the new bundle out of full GCs
         self.lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
         self._refused: str | None = None  # a version that failed to load; polling skips it
@@ -88,8 +86,6 @@ class Reloader:
                 except Exception:
                     log.warning("seed_histories_failed version=%s", engine.version, exc_info=True)
             self.state.engine = engine
-            if self.after_swap:
-                self.after_swap()
             self._refused = None
             log.info(
                 "bundle_reloaded version=%s previous=%s items=%d path=%s",

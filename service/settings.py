@@ -24,8 +24,25 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(
         0.25, gt=0, description="Connect and command timeout; fail fast."
     )
+    redis_password: SecretStr | None = Field(
+        None, description="Password of an external Redis (its requirepass), if not in the URL."
+    )
     redis_prefix: str = "genrec"
-    api_key: SecretStr | None = None
+    api_key: SecretStr | None = Field(
+        None,
+        description="Key for writes and admin (X-API-Key); unset: they answer 403 (disabled).",
+    )
+    read_api_key: SecretStr | None = Field(
+        None,
+        description="Key for reading users' data (history, recommendations); unset: reads are "
+        "open. The write key is accepted for reads too.",
+    )
+    events_max_backlog: int = Field(
+        1_000_000,
+        ge=1,
+        description="Events the stream may hold that no published bundle has consumed; at the "
+        "cap POST /v1/events answers 503 (never trims unconsumed events).",
+    )
     max_body_bytes: int = Field(64 * 1024, gt=0)
     max_history: int = Field(50, ge=1, le=1000)
     default_beam_width: int = Field(64, ge=1)
@@ -73,6 +90,11 @@ class Settings(BaseSettings):
         "native bfloat16 matrix instructions) or float32. The ONNX backend runs float32.",
     )
     dynamic_beam: bool = Field(True, description="Shrink the beam under load (beam_controller).")
+    shed_load: bool = Field(
+        True,
+        description="Admission control: shed requests (503) that would not finish within the "
+        "SLO, at the edge and at dequeue; independent of the dynamic beam.",
+    )
     latency_slo_ms: float = Field(100.0, gt=0, description="Latency the beam controller protects.")
     min_beam_width: int = Field(
         8, ge=1, description="The controller never goes below this (nor below a request's k)."
@@ -84,6 +106,12 @@ class Settings(BaseSettings):
     reload_poll_s: float | None = Field(
         None, gt=0, description="Check the bundle's version this often and hot-reload it."
     )
+    drain_s: float = Field(
+        3.0,
+        ge=0,
+        description="On SIGTERM, answer /readyz 503 and keep serving this long before "
+        "shutting down (load balancers stop sending first); in-flight requests then finish.",
+    )
 
     @model_validator(mode="after")
     def _onnx_runs_the_cached_path(self) -> Settings:
@@ -92,6 +120,11 @@ class Settings(BaseSettings):
         return self
 
 
+SECRETS_DIR = Path("/run/secrets")  # where Docker and Compose mount secrets, one file each
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """Settings from GENREC_* variables, or from files named like them in /run/secrets (a
+    Compose secret `GENREC_API_KEY` sets `api_key`); variables win."""
+    return Settings(_secrets_dir=SECRETS_DIR if SECRETS_DIR.is_dir() else None)  # type: ignore[call-arg]

@@ -15,3 +15,18 @@ def copy_as_version(bundle: Path, folder: Path, version: str) -> Path:
     manifest["version"] = version
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
+
+
+def retitled(bundle: Path, folder: Path, version: str, prefix: str) -> Path:
+    """A copy of `bundle` as `version` whose item titles start with `prefix` (checksum
+    updated): a response's titles tell which bundle answered it."""
+    from model.bundle import sha256
+
+    copy_as_version(bundle, folder, version)
+    catalog = json.loads((folder / "catalog.json").read_text())
+    catalog["titles"] = [f"{prefix}{t}" for t in catalog["titles"]]
+    (folder / "catalog.json").write_text(json.dumps(catalog))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["catalog.json"] = sha256(folder / "catalog.json")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder

@@ -18,13 +18,18 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 async def readyz(request: Request) -> JSONResponse:
-    """A model is loaded (Redis is reported, not required: explicit histories still work)."""
-    engine = getattr(request.app.state, "engine", None)
-    store = getattr(request.app.state, "store", None)
+    """A model is loaded and the server is not draining (after SIGTERM it answers 503 while
+    it still serves, so load balancers stop sending first). Redis is reported, not
+    required: explicit histories still work."""
+    state = request.app.state
+    engine = getattr(state, "engine", None)
+    store = getattr(state, "store", None)
     redis_ok = bool(store and await store.ping())
+    draining = getattr(state, "draining", False)
+    status = "draining" if draining else "ready" if engine else "loading"
     body = Ready(
-        status="ready" if engine else "loading",
+        status=status,
         model_version=engine.version if engine else None,
         redis=redis_ok,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if engine else 503)
+    return JSONResponse(body.model_dump(), status_code=200 if status == "ready" else 503)

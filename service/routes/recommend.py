@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from service.deps import BatcherDep, CacheDep, EngineDep, MetricsDep, StoreDep
+from service.deps import BatcherDep, CacheDep, EngineDep, MetricsDep, ReadKey, StoreDep
 from service.errors import NotFound, Overloaded, Unavailable
 from service.result_cache import Lookup, Shape
 from service.schemas import RecommendRequest, RecommendResponse
 
-router = APIRouter(prefix="/v1", tags=["recommend"])
+router = APIRouter(prefix="/v1", tags=["recommend"], dependencies=[ReadKey])
 JSON = "application/json"
 
 
@@ -59,7 +59,7 @@ async def recommend(
         history = engine.indices(stored, strict=False)
     query = engine.query(history, req.k, req.beam_width, req.exclude_seen)
     try:
-        result = await batcher.submit((engine, query))
+        result = await batcher.submit((engine, query), engine.cost(query))
     except Overloaded:
         metrics.overloaded.inc()
         raise

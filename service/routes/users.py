@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from service.deps import StoreDep
+from service.deps import ReadKey, StoreDep
 from service.schemas import ID_PATTERN, HistoryResponse
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[ReadKey])
 
 UserPath = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)]
 

@@ -127,6 +127,8 @@ def test_genrec_commands_parse_with_the_real_cli_and_env(doc):
         )
     }
     for c in pod_spec(doc)["containers"]:
+        if not c["image"].startswith("genrec"):
+            continue  # e.g. redis: its own variables
         names = set(env) | {e["name"] for e in c.get("env", [])}
         assert names <= known_env(), names - known_env()
         if c.get("command", [""])[0] == "genrec":
@@ -162,3 +164,68 @@ def test_retrain_cronjob_never_overlaps_and_does_not_retry_a_gate_rejection():
     assert cron["concurrencyPolicy"] == "Forbid"
     rule = cron["jobTemplate"]["spec"]["podFailurePolicy"]["rules"][0]
     assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [REJECTED_EXIT_CODE]
+
+
+def secret_env(container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """name → (Secret, key) of every variable a container takes from a Secret."""
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def api_container() -> dict[str, Any]:
+    return BY_KIND["Deployment"]["genrec-api"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_the_api_takes_both_keys_and_the_redis_password_from_secrets():
+    env = secret_env(api_container())
+    assert {"GENREC_API_KEY", "GENREC_READ_API_KEY", "GENREC_REDIS_PASSWORD"} <= set(env)
+    assert env["GENREC_API_KEY"] != env["GENREC_READ_API_KEY"]
+    retrain = BY_KIND["CronJob"]["genrec-retrain"]
+    assert (
+        secret_env(pod_spec(retrain)["containers"][0])["GENREC_REDIS_PASSWORD"]
+        == (env["GENREC_REDIS_PASSWORD"])
+    )
+    for cm in BY_KIND["ConfigMap"].values():  # no secret in plain config
+        assert not {"GENREC_API_KEY", "GENREC_READ_API_KEY", "GENREC_REDIS_PASSWORD"} & set(
+            cm["data"]
+        )
+        assert "@" not in cm["data"].get("GENREC_REDIS_URL", "")
+
+
+def test_redis_needs_the_password_and_never_evicts():
+    redis = BY_KIND["StatefulSet"]["genrec-redis"]["spec"]["template"]["spec"]["containers"][0]
+    args = redis["args"]
+    password_var = args[args.index("--requirepass") + 1]
+    assert password_var.startswith("$(") and password_var.endswith(")")
+    ref = secret_env(redis)[password_var[2:-1]]
+    assert ref == secret_env(api_container())["GENREC_REDIS_PASSWORD"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert args[args.index("--appendfsync") + 1] == "always"
+    probe = " ".join(redis["readinessProbe"]["exec"]["command"])
+    assert "REDISCLI_AUTH" in probe  # an unauthenticated PING would fail
+    policy = BY_KIND["NetworkPolicy"]["genrec-redis"]["spec"]
+    assert (
+        policy["podSelector"]["matchLabels"].items()
+        <= pod_labels(BY_KIND["StatefulSet"]["genrec-redis"]).items()
+    )
+    allowed = [
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for p in policy["ingress"][0]["from"]
+    ]
+    assert sorted(allowed) == ["api", "retrain"]
+
+
+def test_the_api_drains_before_it_stops():
+    """preStop pause, then SIGTERM starts genrec's drain; the grace period covers both and
+    the requests in flight (the latency SLO), else the kubelet kills them mid-request."""
+    from service.settings import Settings
+
+    spec = BY_KIND["Deployment"]["genrec-api"]["spec"]["template"]["spec"]
+    pause = api_container()["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep" and float(pause[1]) > 0
+    s = Settings()
+    slo_s = s.latency_slo_ms / 1000
+    assert spec["terminationGracePeriodSeconds"] > float(pause[1]) + s.drain_s + slo_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def start_server(
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
+    """Ctrl-C: a graceful stop without SIGTERM's drain (tests/e2e/test_drain.py covers that)."""
+    proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model.beam_search import beam_schedule, dedup_rows
 
@@ -70,3 +72,22 @@ def test_schedule_widens_with_depth_within_reach():
     assert beam_schedule(64, 4, (32, 32, 32, 32), k=10) == [16, 32, 64, 64]
     assert beam_schedule(64, 3, (4, 4, 4), k=10) == [4, 16, 64]
     assert beam_schedule(8, 3, (32, 32, 32), k=20) == [20, 20, 20]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    history=st.lists(st.integers(0, 119), min_size=1, max_size=60, unique=True),
+    k=st.integers(1, 30),
+    width=st.integers(1, 64),
+)
+def test_beam_search_never_returns_a_seen_or_unknown_item(
+    recommender, semantic_ids, history, k, width
+):
+    """For any history, k and width: only catalog items, each once, none of the history's,
+    each with its own semantic ID; as many as asked (the catalog has enough unseen items)."""
+    out = recommender.recommend([np.array(history)], k=k, beam_width=width)
+    items = out.items[0]
+    assert len(items) == k and (items >= 0).all() and (items < 120).all()
+    assert len(set(items.tolist())) == k
+    assert not set(items.tolist()) & set(history)
+    assert (out.codes[0] == semantic_ids.codes[items]).all()

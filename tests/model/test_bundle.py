@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model.bundle import BundleError, Catalog, load_bundle, save_bundle
 from model.recommender import Recommender
@@ -89,3 +91,35 @@ def test_a_tied_dense_head_round_trips_with_one_stored_table(tmp_path, semantic_
     assert loaded.dense is not None
     assert loaded.dense.item_out.weight is loaded.context.items.item_emb.weight
     assert torch.equal(loaded.dense.item_out.weight, model.context.items.item_emb.weight)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, model, semantic_ids):
+    catalog = Catalog([f"i{i}" for i in range(120)], [""] * 120, np.arange(120))
+    path = save_bundle(
+        tmp_path_factory.mktemp("b") / "b",
+        model=model,
+        semantic_ids=semantic_ids,
+        catalog=catalog,
+        histories={},
+        manifest={"data": {}},
+    )
+    return load_bundle(path)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    history=st.lists(st.integers(0, 119), min_size=1, max_size=40, unique=True),
+    k=st.integers(1, 20),
+    width=st.integers(1, 64),
+)
+def test_a_bundle_round_trips_to_identical_ids_and_scores(
+    saved, recommender, semantic_ids, history, k, width
+):
+    """Saved and loaded: the same codes, and bit-identical items and scores for any query."""
+    assert np.array_equal(saved.semantic_ids.codes, semantic_ids.codes)
+    again = Recommender(saved.model, saved.semantic_ids.codes)
+    a = recommender.recommend([np.array(history)], k=k, beam_width=width)
+    b = again.recommend([np.array(history)], k=k, beam_width=width)
+    assert np.array_equal(a.items, b.items) and np.array_equal(a.scores, b.scores)
+    assert np.array_equal(a.codes, b.codes)

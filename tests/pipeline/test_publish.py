@@ -1,6 +1,9 @@
 """The bundle store: versions are immutable, `current` switches atomically, crashes leave it intact."""
 
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -45,12 +48,50 @@ def test_a_bundle_with_bad_checksums_is_never_published(store, tiny_bundle, tmp_
     assert store.current_version() == good and store.versions() == [good]
 
 
-def test_a_crash_before_the_switch_leaves_current_unchanged(store, tiny_bundle, tmp_path):
+CRASH = """
+import os, shutil, signal, sys
+from pathlib import Path
+from pipeline.publish import BundleStore
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: like an OOM kill
+
+store = BundleStore(Path(sys.argv[1]))
+if sys.argv[3] == "switch":
+    store.switch = die  # dies right after the new version was added, before the switch
+else:  # dies in the middle of copying the bundle into the store
+    copytree = shutil.copytree
+
+    def copy(src, dst, **kw):
+        return die() if str(src).endswith("model.safetensors") else shutil.copy2(src, dst, **kw)
+
+    shutil.copytree = lambda src, dst, **kw: copytree(src, dst, copy_function=copy, **kw)
+store.publish(Path(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("point", ["switch", "copy"])
+def test_a_publish_killed_midway_leaves_current_serving_and_a_rerun_works(
+    store, tiny_bundle, tmp_path, point
+):
+    """A real process, SIGKILLed at the point: before the switch or during the copy."""
     good = store.publish(tiny_bundle)
-    new = store.add(copy_as_version(tiny_bundle, tmp_path / "b2", "29990101T000000000000Z"))
-    # the process dies here, before switch(): the new version exists but is not served
-    assert store.current_version() == good and new in store.versions()
-    read_manifest(store.current)
+    new = copy_as_version(tiny_bundle, tmp_path / "b2", "29990101T000000000000Z")
+    done = subprocess.run(
+        [sys.executable, "-c", CRASH, str(store.root), str(new), point],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert store.current_version() == good
+    load_bundle(store.current)  # still whole and verified
+    if point == "switch":
+        assert store.versions() == [good, "29990101T000000000000Z"]
+        read_manifest(store.path("29990101T000000000000Z"))  # added whole, just not served
+    else:
+        assert store.versions() == [good]  # the partial copy is hidden in a temp dir
+    store.prune(keep=5)  # what the next retrain does first
+    assert not [p for p in store.versions_dir.iterdir() if p.name.startswith(".")]
+    assert store.publish(new) == "29990101T000000000000Z" == store.current_version()
 
 
 def test_prune_keeps_the_newest_and_never_removes_current(store, tiny_bundle, tmp_path):

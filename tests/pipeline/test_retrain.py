@@ -198,3 +198,37 @@ def test_evaluate_scores_a_retrained_bundle_on_its_data_plus_events(
     assert scores["held_out"] is False
     assert load_bundle(tiny_bundle).manifest["training"].get("final_pass") is None
     assert evaluate_bundle(tiny_bundle, tiny_bundle.parent, beam_width=32)["held_out"] is True
+
+
+def test_the_reader_takes_at_most_max_events_and_the_next_run_the_rest(client, embedded_redis):
+    ids = [client.xadd(KEY, {"user_id": "u", "item_id": f"i{n}", "timestamp": n}) for n in range(7)]
+    first = read_events(client, KEY, after=None, page=2, max_events=5)
+    assert list(first.frame["item_id"]) == [f"i{n}" for n in range(5)] and first.last_id == ids[4]
+    rest = read_events(client, KEY, after=first.last_id, page=2, max_events=5)
+    assert list(rest.frame["item_id"]) == ["i5", "i6"] and rest.last_id == ids[-1]
+
+
+def test_the_reader_memory_does_not_grow_with_the_backlog(client, embedded_redis):
+    """What the reader holds is bounded by max_events, whatever waits behind (traced Python
+    allocations: the reader kept every event of the backlog before)."""
+    import tracemalloc
+
+    def fill(n: int) -> None:
+        pipe = client.pipeline(transaction=False)
+        for i in range(n):
+            pipe.xadd(KEY, {"user_id": f"u{i % 50}", "item_id": f"item-{i}", "timestamp": i})
+        pipe.execute()
+
+    def peak(limit: int) -> int:
+        tracemalloc.start()
+        try:
+            assert len(read_events(client, KEY, None, page=500, max_events=limit)) == limit
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    fill(2_000)
+    small = peak(1_000)
+    fill(18_000)  # ten times the backlog
+    large = peak(1_000)
+    assert large < 1.5 * small, (small, large)

@@ -122,7 +122,37 @@ def test_requests_past_what_min_width_serves_in_the_slo_are_not_admitted():
     warm(c)  # 0.25 ms per request at width 8
     assert c.admits(100) and c.admits(318)
     assert not c.admits(320)
-    assert controller(enabled=False).admits(10_000)
+    off = controller(admission=False)
+    warm(off)
+    assert off.admits(10_000)
+
+
+def test_admission_counts_units_not_requests():
+    """A request of 4 units (beam 256 vs 64) takes the room of four default ones."""
+    c = controller()
+    warm(c)  # room for 319 units at width 8
+    assert c.admits(300, units=4) and not c.admits(317, units=4)
+    assert c.admits(317, units=1)
+
+
+def test_the_static_beam_sheds_too_against_its_own_width():
+    """Admission does not depend on the dynamic beam: with the beam fixed at 64 the server
+    sheds once what is pending would not finish in the SLO at width 64."""
+    static = controller(enabled=False)
+    warm(static)
+    assert static.width(10_000) == 64
+    room = [p for p in range(1000) if static.admits(p)]
+    assert room and len(room) < 1000
+    assert static.narrowest == 64 and controller().narrowest == 8
+
+
+def test_a_batch_deadline_is_a_few_times_its_cost_within_the_slo():
+    c = controller()  # slo 100 ms
+    assert c.deadline_s(8, 64) == pytest.approx(0.1)  # nothing measured: the SLO
+    warm(c)  # 2 ms per request at 64
+    assert c.deadline_s(9, 64) == pytest.approx(0.09)  # 5 × 18 ms
+    assert c.deadline_s(1, 64) == pytest.approx(0.075)  # floor: 3/4 of the SLO
+    assert c.deadline_s(40, 64) == pytest.approx(0.1)  # cap: the SLO
 
 
 def test_parallel_workers_share_the_pending_work():
@@ -132,3 +162,15 @@ def test_parallel_workers_share_the_pending_work():
     assert one.width(40) == 32 and two.width(40) == 64  # 40 requests over two workers fit
     admitted = [p for p in range(1000) if one.admits(p)]
     assert len([p for p in range(1000) if two.admits(p)]) == pytest.approx(2 * len(admitted), abs=2)
+
+
+def test_an_idle_server_admits_whatever_it_measured_last():
+    """A stalled host made one batch take 2 s: nothing pending, the next request is admitted
+    (and its batch measures the host again), so admission cannot shut for good."""
+    clock = Clock()
+    c = controller(clock)
+    c.observe(1, 8, 2.0)
+    assert not c.admits(1) and c.admits(0)
+    clock.now += 5.0  # stale: the next batch replaces the estimate
+    c.observe(1, 8, 0.002)
+    assert c.admits(30)

