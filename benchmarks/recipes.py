@@ -64,14 +64,6 @@ RECIPES: dict[str, tuple[str, Callable[[], Preset]]] = {
             train={"precision": "bfloat16", "ema": 0.998, "epochs": 24},
         ),
     ),
-    "d256-24ep-ema": (
-        "v1-bf16-24ep-ema, d_model 256 (8 heads, 2 KV heads), dropout 0.2",
-        lambda: change(
-            DEMO,
-            generator={"d_model": 256, "n_heads": 8, "dropout": 0.2},
-            train={"precision": "bfloat16", "ema": 0.998, "epochs": 24},
-        ),
-    ),
     "newest-query": (
         "v1-bf16 + the newest history item's query on the first decoder token",
         lambda: change(DEMO, generator={"newest_query": True}, train={"precision": "bfloat16"}),
