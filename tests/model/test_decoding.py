@@ -134,3 +134,13 @@ def test_item_context_table_equals_encoding_the_history(model, recommender, hist
         got = table(torch.from_numpy(items), torch.from_numpy(mask))
     for a, b in zip(expected, got, strict=True):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
+
+
+def test_item_context_built_in_chunks_equals_one_pass(model, recommender):
+    """Chunking the per-item table (to bound memory at large catalogs) changes no value."""
+    from model.decoding import ItemContext
+
+    whole = ItemContext(model, recommender.codes, chunk=10**9)
+    chunked = ItemContext(model, recommender.codes, chunk=7)
+    assert torch.allclose(whole.k, chunked.k, atol=1e-6)
+    assert torch.allclose(whole.v, chunked.v, atol=1e-6)
