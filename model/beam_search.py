@@ -35,11 +35,14 @@ class LevelChildren:
     def __init__(self, trie: PrefixTrie, level: int, dense_limit: int) -> None:
         self.n_codes = trie.codebook_sizes[level]
         self.table: Tensor | None = None
+        empty = torch.empty(0, dtype=torch.long)
+        self.indptr = self.codes = self.child = empty
         if trie.n_nodes(level) * self.n_codes <= dense_limit:
             self.table = torch.from_numpy(trie.dense(level))
-        self.indptr = torch.from_numpy(trie.indptr[level])
-        self.codes = torch.from_numpy(trie.edge_codes[level])
-        self.child = torch.from_numpy(trie.edge_child[level])
+        else:
+            self.indptr = torch.from_numpy(trie.indptr[level])
+            self.codes = torch.from_numpy(trie.edge_codes[level])
+            self.child = torch.from_numpy(trie.edge_child[level])
 
     @property
     def nbytes(self) -> int:
