@@ -1,0 +1,260 @@
+"""Scale benchmark: how every cost grows from 10⁴ to 10⁶ items and 10⁵ to 10⁷ events.
+
+    python benchmarks/scale.py                      # all three sizes, ~1 h on 2 idle cores
+    python benchmarks/scale.py --sizes 1e4 --serve-seconds 4   # a quick look
+
+For each size (10⁴ items / 10⁵ events, 10⁵ / 10⁶, 10⁶ / 10⁷) a synthetic catalog and log
+(benchmarks/synthetic_log.py: Zipf popularity, sequential walks), then each stage of
+benchmarks/scale_stages.py in its own process (data loading as `genrec train` does it, the
+collaborative embedding, tokenizer fit and trie, a short training run and its bundle, bundle
+load and in-process decoding, the dense re-rank), then the real `genrec serve` over HTTP
+(closed loops at concurrency 1 and 16, beam 64, result cache off; events posted with an API
+key). A stage is stopped if it passes its memory cap or time limit, and recorded as such.
+Finished stages are kept under --work (keyed by size), so a rerun resumes; --fresh starts over.
+Writes benchmarks/results/scale.{json,md,png} (see scale_report.py for the fits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from harness import provenance  # noqa: E402
+from loadgen import closed_loop  # noqa: E402
+from scale_report import report  # noqa: E402
+
+SIZES = {"1e4": (10_000, 100_000), "1e5": (100_000, 1_000_000), "1e6": (1_000_000, 10_000_000)}
+STAGES = ("data", "load", "collab", "tokenizer", "train", "bundle_load", "dense")
+API_KEY = "scale-bench"
+
+
+def host_load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def tree_rss_mb(pid: int) -> float:
+    total = 0
+    for p in tree(pid):
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total / 2**20
+
+
+def tree_peak_mb(pid: int) -> dict[str, float]:
+    """Each live process's high-water mark (VmHWM), by command: the server, its model
+    workers, its Redis."""
+    out: dict[str, float] = {}
+    for i, p in enumerate(tree(pid)):
+        try:
+            status = Path(f"/proc/{p.pid}/status").read_text()
+            hwm = next(line for line in status.splitlines() if line.startswith("VmHWM"))
+            name = "redis-server" if "redis" in p.name() else ("server" if i == 0 else "worker")
+            out[f"{name}.{p.pid}"] = int(hwm.split()[1]) / 1024
+        except (psutil.Error, OSError, StopIteration):
+            pass
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    total = 0.0
+    for p in tree(pid):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_stage(
+    stage: str, work: Path, items: int, events: int, cap_mb: float, limit_s: float
+) -> dict[str, Any]:
+    """One stage in a fresh interpreter; stopped past `cap_mb` of RSS or `limit_s` seconds."""
+    log = (work / f"{stage}.log").open("w")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "scale_stages.py"), stage]
+    cmd += ["--work", str(work), "--items", str(items), "--events", str(events)]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    load = host_load()
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=ROOT)
+    stopped = None
+    while proc.poll() is None:
+        if tree_rss_mb(proc.pid) > cap_mb:
+            stopped = f"over the {cap_mb:.0f} MB memory cap"
+        elif time.monotonic() - started > limit_s:
+            stopped = f"over the {limit_s:.0f} s time limit"
+        if stopped:
+            proc.kill()
+            break
+        time.sleep(0.2)
+    out, _ = proc.communicate()
+    log.close()
+    wall = time.monotonic() - started
+    if stopped:
+        return {"stopped": stopped, "wall_s": wall, "load_before": load}
+    if proc.returncode:
+        raise RuntimeError(f"stage {stage} failed: see {work / f'{stage}.log'}")
+    return {**json.loads(out.strip().splitlines()[-1]), "wall_s": wall, "load_before": load}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(work: Path, seconds: float) -> dict[str, Any]:
+    """`genrec serve` on the size's bundle: time to ready, RSS, then closed loops."""
+    import httpx
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "GENREC_REDIS_DIR": str(work / "redis"),
+        "GENREC_CACHE_TTL_S": "0",
+        "GENREC_DEFAULT_BEAM_WIDTH": "64",
+        "GENREC_DYNAMIC_BEAM": "false",
+        "GENREC_API_KEY": API_KEY,
+    }
+    genrec = Path(sys.executable).parent / "genrec"
+    cmd = [str(genrec), "serve", "--bundle", str(work / "bundle"), "--port", str(port)]
+    log = (work / "serve.log").open("w")
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    out: dict[str, Any] = {"load_before": host_load()}
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: see {work / 'serve.log'}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - started > 1800:
+                raise RuntimeError("server not ready after 30 min")
+            time.sleep(0.5)
+        out["ready_s"] = time.monotonic() - started
+        out["idle_rss_mb"] = tree_rss_mb(proc.pid)
+        histories = json.loads((work / "bundle" / "histories.json").read_text())
+        users = [u for u, h in histories.items() if len(h) >= 20]
+        random.Random(0).shuffle(users)
+        bodies = [json.dumps({"user_id": u, "k": 10}).encode() for u in users[:5000]]
+        asyncio.run(closed_loop("127.0.0.1", port, bodies, 4, 3.0))  # warm up
+        for c in (1, 16):
+            cpu = tree_cpu_s(proc.pid)
+            run = asyncio.run(closed_loop("127.0.0.1", port, bodies, c, seconds))
+            used = tree_cpu_s(proc.pid) - cpu
+            summary = run.summary()
+            out[f"c{c}"] = {
+                **summary,
+                "server_cpu_ms_per_request": 1000 * used / max(1, run.statuses.get(200, 1)),
+                "load_before": host_load(),
+            }
+            print(
+                f"    c={c}: {summary['qps']:.1f} qps, p50 {summary['p50_ms']:.1f} ms, "
+                f"p99 {summary['p99_ms']:.1f} ms",
+                flush=True,
+            )
+        out["rss_mb"] = tree_rss_mb(proc.pid)
+        out["peak_mb_by_process"] = tree_peak_mb(proc.pid)
+        out["events"] = post_events(port, proc.pid, histories, seconds / 2)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    return out
+
+
+def post_events(port: int, pid: int, histories: dict[str, list[str]], seconds: float) -> dict:
+    """Batches of 10 events (existing users, catalog items) at concurrency 4: what an event
+    costs the server (embedded Redis included, AOF fsync on every write)."""
+    rng = np.random.default_rng(0)
+    users = list(histories)
+    items = [i for h in list(histories.values())[:2000] for i in h]
+    bodies = []
+    for _ in range(500):
+        batch = [
+            {"user_id": users[rng.integers(len(users))], "item_id": items[rng.integers(len(items))]}
+            for _ in range(10)
+        ]
+        bodies.append(json.dumps({"events": batch}).encode())
+    cpu = tree_cpu_s(pid)
+    run = asyncio.run(
+        closed_loop(
+            "127.0.0.1", port, bodies, 4, seconds, 1.0, "/v1/events", {"X-API-Key": API_KEY}
+        )
+    )
+    used = tree_cpu_s(pid) - cpu
+    ok = run.statuses.get(200, 0)
+    return {
+        **{k: v for k, v in run.summary().items() if k != "widths"},
+        "events_per_s": 10 * ok / seconds,
+        "server_cpu_ms_per_event": 1000 * used / max(1, 10 * ok),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--work", type=Path, default=ROOT / "data" / "scale")
+    parser.add_argument("--serve-seconds", type=float, default=15.0)
+    parser.add_argument("--cap-mb", type=float, default=8000.0)
+    parser.add_argument("--stage-limit-s", type=float, default=1500.0)
+    parser.add_argument("--fresh", action="store_true", help="ignore kept stage results")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"provenance": provenance(), "host": {"cpus": os.cpu_count()}}
+    results["host"]["load_start"] = host_load()
+    results["sizes"] = {}
+    started = time.monotonic()
+    for name in args.sizes:
+        items, events = SIZES[name]
+        work = args.work / name
+        work.mkdir(parents=True, exist_ok=True)
+        size: dict[str, Any] = {"items": items, "events": events}
+        for stage in (*STAGES, "serve"):
+            kept = work / f"result.{stage}.json"
+            if kept.exists() and not args.fresh:
+                size[stage] = json.loads(kept.read_text())
+                continue
+            print(f"{name}: {stage} …", flush=True)
+            if stage == "serve":
+                size[stage] = serve(work, args.serve_seconds)
+            else:
+                size[stage] = run_stage(stage, work, items, events, args.cap_mb, args.stage_limit_s)
+            size[stage]["provenance"] = provenance()
+            kept.write_text(json.dumps(size[stage], default=float))
+        results["sizes"][name] = size
+    results["host"]["load_end"] = host_load()
+    results["wall_s"] = time.monotonic() - started
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
