@@ -25,6 +25,7 @@ import random
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,7 @@ def serve(work: Path, seconds: float) -> dict[str, Any]:
             summary = run.summary()
             out[f"c{c}"] = {
                 **summary,
+                "latencies_ms": run.latencies_ms,
                 "server_cpu_ms_per_request": 1000 * used / max(1, run.statuses.get(200, 1)),
                 "load_before": host_load(),
             }
@@ -220,11 +222,55 @@ def post_events(port: int, pid: int, histories: dict[str, list[str]], seconds: f
     }
 
 
+def kept(path: Path, fresh: bool, run: Any) -> dict[str, Any]:
+    """A stage's result, kept at `path` (with the commit it ran at) so a rerun resumes."""
+    if path.exists() and not fresh:
+        return dict(json.loads(path.read_text()))
+    out = dict(run())
+    out["provenance"] = provenance()
+    path.write_text(json.dumps(out, default=float))
+    return out
+
+
+def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The serving rounds of one size folded into one: latency percentiles over the pooled
+    requests of all rounds, medians of throughput and CPU, the largest memory."""
+    out: dict[str, Any] = {"rounds": []}
+    for key in ("ready_s", "idle_rss_mb"):
+        out[key] = float(np.median([r[key] for r in rounds]))
+    for loop in ("c1", "c16", "events"):
+        out[loop] = {
+            k: float(np.median([r[loop][k] for r in rounds]))
+            for k, v in rounds[0][loop].items()
+            if isinstance(v, int | float)
+        }
+        pooled = [ms for r in rounds for ms in r[loop].get("latencies_ms", [])]
+        if pooled:
+            for q in (50, 95, 99):
+                out[loop][f"p{q}_ms"] = float(np.percentile(pooled, q))
+            out[loop]["ok"] = len(pooled)
+    out["rss_mb"] = max(r["rss_mb"] for r in rounds)
+    out["peak_mb_by_process"] = rounds[-1]["peak_mb_by_process"]
+    for r in rounds:  # per round without the raw latencies
+        out["rounds"].append(
+            {
+                k: (
+                    {kk: vv for kk, vv in v.items() if kk != "latencies_ms"}
+                    if isinstance(v, dict)
+                    else v
+                )
+                for k, v in r.items()
+            }
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--work", type=Path, default=ROOT / "data" / "scale")
-    parser.add_argument("--serve-seconds", type=float, default=15.0)
+    parser.add_argument("--serve-seconds", type=float, default=10.0)
+    parser.add_argument("--serve-rounds", type=int, default=3)
     parser.add_argument("--cap-mb", type=float, default=8000.0)
     parser.add_argument("--stage-limit-s", type=float, default=1500.0)
     parser.add_argument("--fresh", action="store_true", help="ignore kept stage results")
@@ -232,27 +278,34 @@ def main() -> None:
     results: dict[str, Any] = {"provenance": provenance(), "host": {"cpus": os.cpu_count()}}
     results["host"]["load_start"] = host_load()
     results["sizes"] = {}
-    started = time.monotonic()
     for name in args.sizes:
         items, events = SIZES[name]
         work = args.work / name
         work.mkdir(parents=True, exist_ok=True)
         size: dict[str, Any] = {"items": items, "events": events}
-        for stage in (*STAGES, "serve"):
-            kept = work / f"result.{stage}.json"
-            if kept.exists() and not args.fresh:
-                size[stage] = json.loads(kept.read_text())
-                continue
+        for stage in STAGES:
             print(f"{name}: {stage} …", flush=True)
-            if stage == "serve":
-                size[stage] = serve(work, args.serve_seconds)
-            else:
-                size[stage] = run_stage(stage, work, items, events, args.cap_mb, args.stage_limit_s)
-            size[stage]["provenance"] = provenance()
-            kept.write_text(json.dumps(size[stage], default=float))
+            run = partial(run_stage, stage, work, items, events, args.cap_mb, args.stage_limit_s)
+            size[stage] = kept(work / f"result.{stage}.json", args.fresh, run)
         results["sizes"][name] = size
+    # Serving in rounds over the sizes, so a burst of load on the shared host falls on one
+    # round of one size, not on every measurement of one size.
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in args.sizes}
+    for r in range(args.serve_rounds):
+        for name in args.sizes:
+            work = args.work / name
+            print(f"{name}: serve, round {r + 1} …", flush=True)
+            path, fresh = work / f"result.serve.{r}.json", args.fresh
+            rounds[name].append(kept(path, fresh, partial(serve, work, args.serve_seconds)))
+    for name in args.sizes:
+        results["sizes"][name]["serve"] = median_round(rounds[name])
     results["host"]["load_end"] = host_load()
-    results["wall_s"] = time.monotonic() - started
+    results["stage_wall_s"] = sum(
+        part.get("wall_s", 0.0)
+        for s in results["sizes"].values()
+        for part in s.values()
+        if isinstance(part, dict)
+    )
     report(results)
 
 
