@@ -41,7 +41,7 @@ from loadgen import closed_loop  # noqa: E402
 from scale_report import report  # noqa: E402
 
 SIZES = {"1e4": (10_000, 100_000), "1e5": (100_000, 1_000_000), "1e6": (1_000_000, 10_000_000)}
-STAGES = ("data", "load", "collab", "tokenizer", "train", "bundle_load", "dense")
+STAGES = ("data", "load", "collab", "tokenizer", "train", "bundle_load", "dense", "item_table")
 API_KEY = "scale-bench"
 
 

@@ -151,6 +151,13 @@ COSTS: list[tuple[str, str, str, Callable[[Size], float | None], str]] = [
     ("collaborative embedding time", "s", "events", _at("collab", "seconds"), "time"),
     ("collaborative embedding peak memory", "MB", "events", _delta("collab"), "memory"),
     (
+        "optimizer step on the item table alone (dense N×C update)",
+        "ms",
+        "items",
+        _at("item_table", "step_ms_p50"),
+        "time",
+    ),
+    (
         "training examples/s",
         "ex/s",
         "items (dense updates)",

@@ -330,6 +330,33 @@ def stage_dense(work: Path, items: int, events: int) -> dict[str, Any]:
     return {"batch": len(histories), "beam": BEAM, **out}
 
 
+def stage_item_table(work: Path, items: int, events: int) -> dict[str, Any]:
+    """What one optimizer step costs the item-id table (N, C) alone: the backward of a
+    batch's gather (a dense N×C gradient), gradient clipping and AdamW, as in training. Every
+    row is read and written every step, however few items the batch touched."""
+    import torch
+
+    from model.config import generator_small
+
+    C = generator_small().d_model
+    torch.manual_seed(0)
+    table = torch.nn.Parameter(0.02 * torch.randn(items, C))
+    opt = torch.optim.AdamW([table], lr=1e-3, weight_decay=0.01)
+    rows = torch.randint(0, items, (32 * 65,))  # a batch's history and target items
+    times = []
+    for _ in range(6):
+        started = time.perf_counter()
+        table[rows].sum().backward()
+        torch.nn.utils.clip_grad_norm_([table], 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - started)
+    return {
+        "rows_touched": int(rows.unique().numel()),
+        "step_ms_p50": 1000 * float(np.median(times[1:])),
+    }
+
+
 STAGES = {
     "data": stage_data,
     "load": stage_load,
@@ -338,6 +365,7 @@ STAGES = {
     "train": stage_train,
     "bundle_load": stage_bundle_load,
     "dense": stage_dense,
+    "item_table": stage_item_table,
 }
 
 
