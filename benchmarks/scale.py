@@ -39,14 +39,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from harness import provenance  # noqa: E402
 from loadgen import closed_loop  # noqa: E402
 from scale_report import report  # noqa: E402
+from serving import free_port, host_load  # noqa: E402
 
 SIZES = {"1e4": (10_000, 100_000), "1e5": (100_000, 1_000_000), "1e6": (1_000_000, 10_000_000)}
 STAGES = ("data", "load", "collab", "tokenizer", "train", "bundle_load", "dense", "item_table")
 API_KEY = "scale-bench"
-
-
-def host_load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -121,14 +118,6 @@ def run_stage(
     if proc.returncode:
         raise RuntimeError(f"stage {stage} failed: see {work / f'{stage}.log'}")
     return {**json.loads(out.strip().splitlines()[-1]), "wall_s": wall, "load_before": load}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve(work: Path, seconds: float) -> dict[str, Any]:
