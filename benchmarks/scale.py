@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from harness import provenance  # noqa: E402
 from loadgen import closed_loop  # noqa: E402
+from redis_cost import Server as RedisServer  # noqa: E402
 from scale_report import report  # noqa: E402
 from serving import free_port, host_load  # noqa: E402
 
@@ -74,15 +75,18 @@ def tree_peak_mb(pid: int) -> dict[str, float]:
     return out
 
 
-def tree_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) of the server's processes: the API (server and model
-    workers) and, apart, its embedded Redis (an external one in production)."""
-    total = {"api": 0.0, "redis": 0.0}
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of the server and its model workers."""
+    total = 0.0
     for p in tree(pid):
         with contextlib.suppress(psutil.Error):
             t = p.cpu_times()
-            total["redis" if "redis" in p.name() else "api"] += t.user + t.system
+            total += t.user + t.system
     return total
+
+
+def cpu_now(pid: int, redis: RedisServer) -> dict[str, float]:
+    return {"api": tree_cpu_s(pid), "redis": redis.cpu_s()}
 
 
 def cpu_ms_per(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
@@ -120,14 +124,33 @@ def run_stage(
     return {**json.loads(out.strip().splitlines()[-1]), "wall_s": wall, "load_before": load}
 
 
-def serve(work: Path, seconds: float) -> dict[str, Any]:
-    """`genrec serve` on the size's bundle: time to ready, RSS, then closed loops."""
+def seed_redis(redis: RedisServer, histories: dict[str, list[str]]) -> float:
+    """Every user's stored history, as the store keeps it (a list per user), written before
+    the server starts; the server's own seeding is off. (Its seeding from the bundle gives up
+    at 10⁶ items: chunks of 500 scripted writes pass the 0.25 s Redis timeout.)"""
+    from service.store import Keys
+
+    keys, users = Keys("genrec"), list(histories)
+    started = time.perf_counter()
+    for lo in range(0, len(users), 2000):
+        pipe = redis.sync.pipeline(transaction=False)
+        for u in users[lo : lo + 2000]:
+            if histories[u]:
+                pipe.rpush(keys.history(u), *histories[u][-50:])
+        pipe.execute()
+    return time.perf_counter() - started
+
+
+def serve(work: Path, seconds: float, redis: RedisServer) -> dict[str, Any]:
+    """`genrec serve` on the size's bundle and an external Redis: time to ready, RSS, then
+    closed loops; CPU of the API processes and of Redis apart."""
     import httpx
 
     port = free_port()
     env = {
         **os.environ,
-        "GENREC_REDIS_DIR": str(work / "redis"),
+        "GENREC_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+        "GENREC_SEED_HISTORIES": "false",
         "GENREC_CACHE_TTL_S": "0",
         "GENREC_DEFAULT_BEAM_WIDTH": "64",
         "GENREC_DYNAMIC_BEAM": "false",
@@ -159,10 +182,12 @@ def serve(work: Path, seconds: float) -> dict[str, Any]:
         bodies = [json.dumps({"user_id": u, "k": 10}).encode() for u in users[:5000]]
         asyncio.run(closed_loop("127.0.0.1", port, bodies, 4, 3.0))  # warm up
         for c in (1, 16):
-            cpu = tree_cpu_s(proc.pid)
+            cpu = cpu_now(proc.pid, redis)
             run = asyncio.run(closed_loop("127.0.0.1", port, bodies, c, seconds, 0.0))
-            used = cpu_ms_per(cpu, tree_cpu_s(proc.pid), sum(run.statuses.values()))
+            used = cpu_ms_per(cpu, cpu_now(proc.pid, redis), sum(run.statuses.values()))
             summary = run.summary()
+            if summary["errors"]:
+                raise RuntimeError(f"{summary['errors']} failed requests: see {work / 'serve.log'}")
             out[f"c{c}"] = {
                 **summary,
                 "latencies_ms": run.latencies_ms,
@@ -176,7 +201,7 @@ def serve(work: Path, seconds: float) -> dict[str, Any]:
             )
         out["rss_mb"] = tree_rss_mb(proc.pid)
         out["peak_mb_by_process"] = tree_peak_mb(proc.pid)
-        out["events"] = post_events(port, proc.pid, histories, seconds / 2)
+        out["events"] = post_events(port, proc.pid, redis, histories, seconds / 2)
     finally:
         proc.terminate()
         try:
@@ -187,9 +212,11 @@ def serve(work: Path, seconds: float) -> dict[str, Any]:
     return out
 
 
-def post_events(port: int, pid: int, histories: dict[str, list[str]], seconds: float) -> dict:
+def post_events(
+    port: int, pid: int, redis: RedisServer, histories: dict[str, list[str]], seconds: float
+) -> dict:
     """Batches of 10 events (existing users, catalog items) at concurrency 4: what an event
-    costs the server (embedded Redis included, AOF fsync on every write)."""
+    costs the API processes and Redis."""
     rng = np.random.default_rng(0)
     users = list(histories)
     items = [i for h in list(histories.values())[:2000] for i in h]
@@ -200,13 +227,13 @@ def post_events(port: int, pid: int, histories: dict[str, list[str]], seconds: f
             for _ in range(10)
         ]
         bodies.append(json.dumps({"events": batch}).encode())
-    cpu = tree_cpu_s(pid)
+    cpu = cpu_now(pid, redis)
     run = asyncio.run(
         closed_loop(
             "127.0.0.1", port, bodies, 4, seconds, 0.0, "/v1/events", {"X-API-Key": API_KEY}
         )
     )
-    used = cpu_ms_per(cpu, tree_cpu_s(pid), 10 * sum(run.statuses.values()))
+    used = cpu_ms_per(cpu, cpu_now(pid, redis), 10 * sum(run.statuses.values()))
     ok = run.statuses.get(200, 0)
     return {
         **{k: v for k, v in run.summary().items() if k != "widths"},
@@ -284,12 +311,26 @@ def main() -> None:
     # Serving in rounds over the sizes, so a burst of load on the shared host falls on one
     # round of one size, not on every measurement of one size.
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in args.sizes}
-    for r in range(args.serve_rounds):
-        for name in args.sizes:
-            work = args.work / name
-            print(f"{name}: serve, round {r + 1} …", flush=True)
-            path, fresh = work / f"result.serve.{r}.json", args.fresh
-            rounds[name].append(kept(path, fresh, partial(serve, work, args.serve_seconds)))
+    redis: dict[str, RedisServer] = {}
+    try:
+        for r in range(args.serve_rounds):
+            for name in args.sizes:
+                work = args.work / name
+                path = work / f"result.serve.{r}.json"
+                if name not in redis and (args.fresh or not path.exists()):
+                    print(f"{name}: external Redis, seeding histories …", flush=True)
+                    (work / "redis-ext").mkdir(exist_ok=True)
+                    redis[name] = RedisServer(work / "redis-ext")
+                    bundle_histories = json.loads((work / "bundle" / "histories.json").read_text())
+                    results["sizes"][name]["seed_redis_s"] = seed_redis(
+                        redis[name], bundle_histories
+                    )
+                print(f"{name}: serve, round {r + 1} …", flush=True)
+                run = partial(serve, work, args.serve_seconds, redis.get(name))
+                rounds[name].append(kept(path, args.fresh, run))
+    finally:
+        for server in redis.values():
+            server.close()
     for name in args.sizes:
         results["sizes"][name]["serve"] = median_round(rounds[name])
     results["host"]["load_end"] = host_load()

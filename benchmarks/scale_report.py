@@ -121,7 +121,7 @@ COSTS: list[tuple[str, str, str, Callable[[Size], float | None], str]] = [
         "time",
     ),
     (
-        "server ready (3 processes load, seed Redis)",
+        "server ready (3 processes load the bundle)",
         "s",
         "items + users",
         lambda s: s.get("serve", {}).get("ready_s"),
@@ -273,8 +273,9 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]], names: list[st
     if all(ev):
         lines += [
             "",
-            "Events (`POST /v1/events`, 10 per request, concurrency 4, embedded Redis with "
-            "`appendfsync always`): "
+            "Events (`POST /v1/events`, 10 per request, concurrency 4; the server's Redis is "
+            "an external redis-server, AOF `appendfsync everysec`, seeded with every user's "
+            "history before the server starts): "
             + "; ".join(
                 f"{e['events_per_s']:,.0f} events/s, {e['api_cpu_ms_per_event']:.3f} API-CPU ms "
                 f"and {e['redis_cpu_ms_per_event']:.3f} Redis-CPU ms per event"
