@@ -45,3 +45,17 @@ def test_popularity_counts_training_positions_only():
     split = leave_one_out(build_sequences(tiny_dataset()))
     pop = dict(zip(split.sequences.item_ids, split.popularity().tolist(), strict=False))
     assert pop == {"1": 2, "2": 3, "3": 0, "4": 0, "5": 0}
+
+
+def test_users_are_numbered_in_sorted_id_order():
+    """String order ("10" < "9"), as sorting every event's user ID gives it; each user's
+    events follow its number."""
+    rng = np.random.default_rng(0)
+    users = [str(u) for u in rng.integers(0, 300, size=2000)] + ["9", "10", "U1", "u1"]
+    inter = pd.DataFrame(
+        {"user_id": users, "item_id": ["1"] * len(users), "timestamp": range(len(users))}
+    )
+    seqs = build_sequences(Dataset(inter, pd.DataFrame({"item_id": ["1"]}), {}))
+    assert seqs.user_ids == sorted(set(users))
+    counts = pd.Series(users).value_counts()
+    assert seqs.lengths.tolist() == [counts[u] for u in seqs.user_ids]
