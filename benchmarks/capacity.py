@@ -175,6 +175,13 @@ def model() -> tuple[dict[str, Any], Inputs]:
         "µs",
         "redis.json runs[alphanumeric].history_read_cpu_us + cache_get_cpu_us + cache_put_cpu_us",
     )
+    us_xadd = m.take(
+        "us_xadd",
+        "Redis CPU per event, the stream's XADD alone",
+        r["xadd_cpu_us_per_event"],
+        "µs",
+        "redis.json runs[alphanumeric].xadd_cpu_us_per_event",
+    )
     active = T["users"] * A["active_users_per_hour"]
     gb = {
         "histories": T["users"] * (hist_b + main_b) / 1e9,
@@ -201,6 +208,18 @@ def model() -> tuple[dict[str, Any], Inputs]:
         "primaries": primaries,
         "nodes": primaries * (1 + A["replicas"]),
         "stream_gb_per_hour": T["events_per_s"] * HOUR * stream_b / 1e9,
+        "stream_cpu": T["events_per_s"] * us_xadd / 1e6,
+        "stream_partitions": math.ceil(
+            max(
+                T["events_per_s"]
+                * A["retrain_window_h"]
+                * HOUR
+                * stream_b
+                / 1e9
+                / A["shard_memory_gb"],
+                T["events_per_s"] * us_xadd / 1e6 / A["shard_cpu"],
+            )
+        ),
     }
 
     # Bundle: what grows with items (measured at 10⁶) and what grows with users.
@@ -316,12 +335,18 @@ def markdown(out: dict[str, Any], m: Inputs, provenance: dict[str, Any]) -> str:
         f"- Events: {n(T['events_per_s'])}/s × {m['ev_ms']:.3f} CPU-ms ÷ "
         f"{A['cpu_utilization']} = {n(api['cores_events'], 1)} cores "
         f"(posted {A['events_per_post']} per request; larger batches cost less per event).",
+        "- Measured with the result cache off, so every request decoded: cache hits cost "
+        "less; the cache's own Redis round trips (a lookup and a store per request, an "
+        "invalidation per event POST) are not in these API figures, only in Redis's below.",
         f"- Memory: {n(api['pod_mb'] / 1024, 1)} GB per pod (peak RSS of the server and its two "
-        "model workers at 10⁶ items; each worker holds the model, the per-item K/V table and "
-        "the trie). The server process also parsed the bundle's user histories to seed Redis; "
-        f"at {n(T['users'])} users that would be {n(api['seeding_mb_at_target'] / 1024)} GB, so "
-        "seeding from the bundle must be off (`GENREC_SEED_HISTORIES=false`): Redis is the "
-        "history's home.",
+        "model workers at 10⁶ items: each worker holds the float32 model as loaded, its "
+        "bfloat16 copy, the per-item K/V table and the trie; the server holds the float32 "
+        "model too, though it never decodes). Seeding was off: with it on, the server also "
+        "parses the bundle's user histories, "
+        f"{n(api['seeding_mb_at_target'] / 1024)} GB at {n(T['users'])} users, so it must stay "
+        "off (`GENREC_SEED_HISTORIES=false`); Redis is the histories' home. (At 10⁶ items the "
+        "server's own seeding gave up anyway: chunks of 500 scripted writes passed the 0.25 s "
+        "Redis timeout, and users it had not reached got 404.)",
         "",
         "## Redis Cluster",
         "",
@@ -341,13 +366,21 @@ def markdown(out: dict[str, Any], m: Inputs, provenance: dict[str, Any]) -> str:
         "hashes over 16,384 slots and spreads evenly over the primaries, so primaries = "
         f"max(data ÷ {A['shard_memory_gb']:.0f} GB, CPU ÷ {A['shard_cpu']} core) = "
         f"max({n(rd['shards_for_memory'], 1)}, {n(rd['shards_for_cpu'], 1)}) → "
-        f"{rd['primaries']}, each with {A['replicas']} replica(s). One exception: a single "
-        "event stream key lives in one slot, so one primary would take every XADD and the "
-        f"whole backlog ({n(rd['stream_gb_per_hour'], 1)} GB per hour of events): the stream "
-        "must be partitioned into at least "
-        f"{math.ceil(rd['gb']['event stream backlog'] / A['shard_memory_gb'])} keys on "
-        "different slots for its memory alone (more to spread its writes), and the retrain "
-        "job must trim it at least as often as the window assumed here.",
+        f"{rd['primaries']}, each with {A['replicas']} replica(s); a replica takes the same "
+        "memory, and the writes' CPU again. The exception is the event stream: one key lives "
+        "in one slot, so one primary would take every XADD "
+        f"({n(rd['stream_cpu'], 2)} cores at {n(T['events_per_s'])} events/s) and the whole "
+        f"backlog ({n(rd['stream_gb_per_hour'], 1)} GB per hour of events). Partitioned into "
+        f"P keys on different slots, P ≥ max(backlog ÷ {A['shard_memory_gb']:.0f} GB, XADD "
+        f"CPU ÷ {A['shard_cpu']} core) = {rd['stream_partitions']} for the "
+        f"{A['retrain_window_h']:g} h window assumed here (P grows with the window: the "
+        "retrain job must trim the stream at least that often). Today one event's history "
+        "write and its XADD are one MULTI over two keys, which a cluster allows only if both "
+        "hash to one slot: the cluster change must split them or hash-tag them together.",
+        "",
+        "Not included: Redis's own baseline (a few MB per node), replication buffers, and "
+        "the memory a fork needs for AOF rewrites or snapshots (up to the dataset again in "
+        "copy-on-write pages under heavy writes): leave that headroom on each node.",
         "",
         "## Bundle",
         "",

@@ -211,11 +211,22 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]], names: list[st
     sizes = [results["sizes"][n] for n in names]
     prov, host = results["provenance"], results["host"]
     head = " | ".join(f"{s['items']:,} items / {s['events']:,} events" for s in sizes)
+    stage_commits = sorted(
+        {
+            part["provenance"]["commit"][:12]
+            for s in sizes
+            for part in [*s.values(), *s.get("serve", {}).get("rounds", [])]
+            if isinstance(part, dict) and "provenance" in part
+        }
+    )
     lines = [
         "# Scale: how each cost grows with the catalog and the log",
         "",
-        f"Commit `{prov['commit'][:12]}`{' (uncommitted changes)' if prov['dirty'] else ''}, "
-        f"{prov['when']}; {host['cpus']} cores shared with other jobs (load average "
+        f"Report at commit `{prov['commit'][:12]}`"
+        f"{' (uncommitted changes)' if prov['dirty'] else ''}, {prov['when']}; the stages ran "
+        f"at {', '.join(f'`{c}`' for c in stage_commits)} (each stage's commit is in "
+        "scale.json). "
+        f"{host['cpus']} cores shared with other jobs (load average "
         f"{host['load_start']} at the start, {host['load_end']} at the end), so times are "
         "indicative and ratios within a row are what it measures. Synthetic data from "
         "`benchmarks/synthetic_log.py` (Zipf popularity, users walking topics of 50 items, "
