@@ -409,14 +409,15 @@ def markdown(out: dict[str, Any], m: Inputs, provenance: dict[str, Any]) -> str:
         f"Each step all-reduces the dense gradient of all {n(m['params'] / 1e6)} M "
         f"parameters ({n(rt['allreduce_gb_per_step'], 2)} GB; a ring all-reduce moves about "
         f"twice that per worker, {n(rt['allreduce_gbit_s_per_worker'], 1)} Gbit/s at the "
-        "measured step time), because the item-id table's gradient is dense: on CPU and gloo "
-        "the ml-100k efficiency will not hold at 10⁶ items. What it would take to make "
+        "measured step time), because the item-id table's gradient is dense: the efficiency "
+        "measured on ml-100k, whose model is a hundredth of this one, is likely optimistic "
+        "here, and the worker counts above a lower bound. What it would take to make "
         "retraining affordable at this rate, in order of effect: train on a sample of the "
         "events (the worker count scales with the fraction kept), train on the new window "
         "warm-started instead of on the whole merged history (today's `genrec retrain` "
         "passes over every event it has ever merged), make the item-table updates sparse "
         "(see benchmarks/results/scale.md: the optimizer step on that table alone grows "
-        "linearly with the catalog), and use accelerators.",
+        "with the catalog), and use accelerators.",
         "",
         "## Inputs (measured)",
         "",

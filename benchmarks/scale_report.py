@@ -68,7 +68,7 @@ COSTS: list[tuple[str, str, str, Callable[[Size], float | None], str]] = [
         "memory",
     ),
     (
-        "prefix trie as dense tables (before)",
+        "prefix trie as dense tables (the layout before: nodes × K × 8 B)",
         "MB",
         "items",
         _at("tokenizer", "dense_tables_bytes", MB),
@@ -219,6 +219,16 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]], names: list[st
             if isinstance(part, dict) and "provenance" in part
         }
     )
+    loads = [
+        part["load_before"][0]
+        for s in sizes
+        for part in [
+            *s.values(),
+            *s.get("serve", {}).get("rounds", []),
+            *[r[c] for r in s.get("serve", {}).get("rounds", []) for c in ("c1", "c16")],
+        ]
+        if isinstance(part, dict) and "load_before" in part
+    ]
     lines = [
         "# Scale: how each cost grows with the catalog and the log",
         "",
@@ -226,9 +236,9 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]], names: list[st
         f"{' (uncommitted changes)' if prov['dirty'] else ''}, {prov['when']}; the stages ran "
         f"at {', '.join(f'`{c}`' for c in stage_commits)} (each stage's commit is in "
         "scale.json). "
-        f"{host['cpus']} cores shared with other jobs (load average "
-        f"{host['load_start']} at the start, {host['load_end']} at the end), so times are "
-        "indicative and ratios within a row are what it measures. Synthetic data from "
+        f"{host['cpus']} cores shared with other jobs (1-minute load average "
+        f"{min(loads):.1f}–{max(loads):.1f} when stages and serving loops started), so times "
+        "are indicative and ratios within a row are what it measures. Synthetic data from "
         "`benchmarks/synthetic_log.py` (Zipf popularity, users walking topics of 50 items, "
         "mean 20 events per user). Exponent: slope of the log-log fit over the sizes measured "
         "(1 = linear, 0 = flat).",
@@ -312,16 +322,18 @@ def plot(rows: list[dict[str, Any]], results: dict[str, Any], names: list[str]) 
     xs = np.array([results["sizes"][n]["items"] for n in names], dtype=float)
     groups = ("memory", "time", "latency")
     fig, axes = plt.subplots(1, 3, figsize=(18, 6), sharey=True)
+    colors, markers = plt.get_cmap("tab20").colors, "os^vD<>ph*"
     for ax, group in zip(axes, groups, strict=True):
+        ax.set_prop_cycle(color=colors[: len(markers) * 2], marker=list(markers * 2))
         for r in rows:
             ys = np.array([np.nan if v is None else v for v in r["values"]], dtype=float)
             if r["group"] != group or np.isnan(ys).all() or np.nanmin(ys) <= 0:
                 continue
             first = ys[~np.isnan(ys)][0]
             label = f"{r['cost']} (b={fmt(r['exponent'])})"
-            ax.plot(xs, ys / first, marker="o", label=label)
-        ax.plot(xs, xs / xs[0], "k--", lw=1, label="linear (b=1)")
-        ax.plot(xs, np.ones_like(xs), "k:", lw=1, label="flat (b=0)")
+            ax.plot(xs, ys / first, label=label)
+        ax.plot(xs, xs / xs[0], "k--", lw=1, marker="", label="linear (b=1)")
+        ax.plot(xs, np.ones_like(xs), "k:", lw=1, marker="", label="flat (b=0)")
         ax.set(xscale="log", yscale="log", title=group, xlabel="items (events = 10 × items)")
         ax.legend(fontsize=7, loc="upper left")
     axes[0].set_ylabel("cost relative to the smallest size")
