@@ -28,11 +28,14 @@ class Connection:
     async def open(cls, host: str, port: int) -> Connection:
         return cls(*await asyncio.open_connection(host, port))
 
-    async def post(self, host: str, path: str, body: bytes) -> tuple[int, bytes, float]:
+    async def post(
+        self, host: str, path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, float]:
         """→ status, body, and the Retry-After seconds the server asked for (0 if none)."""
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"{extra}Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         self.writer.write(head + body)
         status_line = await self.reader.readline()
@@ -102,10 +105,12 @@ async def closed_loop(
     duration_s: float,
     warmup_s: float = 1.0,
     path: str = "/v1/recommend",
+    headers: dict[str, str] | None = None,
 ) -> Run:
     """`concurrency` users, each sending its next request as soon as the last one answered
     (or after the Retry-After a shed request asks for, as a polite client would); only
-    requests started after the warm-up and finished before the end count."""
+    requests started after the warm-up and finished before the end count. `headers` go
+    with every request (e.g. the API key of /v1/events)."""
     start = time.perf_counter()
     measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
     run = Run(duration_s)
@@ -115,7 +120,8 @@ async def closed_loop(
         i = u
         try:
             while (now := time.perf_counter()) < stop_at:
-                status, payload, retry_after = await conn.post(host, path, bodies[i % len(bodies)])
+                body = bodies[i % len(bodies)]
+                status, payload, retry_after = await conn.post(host, path, body, headers)
                 done = time.perf_counter()
                 if now >= measure_from and done <= stop_at:
                     run.record(status, payload, done - now, retry_after)

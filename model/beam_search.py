@@ -24,33 +24,96 @@ class StepFn(Protocol):
     def __call__(self, tokens: Tensor, parents: Tensor) -> Tensor: ...
 
 
+class LevelChildren:
+    """One trie level as torch tensors: the children of the live beams' nodes, (B, W) → (B, W, K).
+
+    A dense (nodes, K) table where it is small (one gather), otherwise the level's CSR edges,
+    scattered per lookup into a (B, W, K) block: the work is the beams' own edges, O(W·K)
+    per request, and memory O(nodes) instead of O(nodes·K).
+    """
+
+    def __init__(self, trie: PrefixTrie, level: int, dense_limit: int) -> None:
+        self.n_codes = trie.codebook_sizes[level]
+        self.table: Tensor | None = None
+        empty = torch.empty(0, dtype=torch.long)
+        self.indptr = self.codes = self.child = empty
+        if trie.n_nodes(level) * self.n_codes <= dense_limit:
+            self.table = torch.from_numpy(trie.dense(level))
+        else:
+            self.indptr = torch.from_numpy(trie.indptr[level])
+            self.codes = torch.from_numpy(trie.edge_codes[level])
+            self.child = torch.from_numpy(trie.edge_child[level])
+
+    @property
+    def nbytes(self) -> int:
+        held = [self.indptr, self.codes, self.child]
+        if self.table is not None:
+            held.append(self.table)
+        return sum(t.numel() * t.element_size() for t in held)
+
+    def __call__(self, nodes: Tensor) -> Tensor:
+        """nodes (B, W), each ≥ 0 → child node (or item) per code, −1 where invalid: (B, W, K)."""
+        if self.table is not None:
+            return self.table[nodes]
+        flat = nodes.reshape(-1)  # (BW,)
+        start = self.indptr[flat]
+        count = self.indptr[flat + 1] - start  # (BW,) edges of each beam's node
+        row = torch.repeat_interleave(torch.arange(len(flat)), count)  # (E,)
+        first = torch.repeat_interleave(count.cumsum(0) - count, count)  # (E,)
+        edge = start[row] + torch.arange(len(row)) - first  # (E,) index into the CSR arrays
+        out = torch.full((len(flat), self.n_codes), -1, dtype=torch.long)
+        out[row, self.codes[edge]] = self.child[edge]
+        return out.view(*nodes.shape, self.n_codes)
+
+
+DENSE_LIMIT = 1 << 20
+"""Entries (nodes × K) up to which a level is held as a dense table: 8 MiB of int64. ml-100k's
+levels (≤ 1,682 nodes × 32) are all dense; at 10⁶ items the two deepest levels are CSR."""
+
+
+PER_NODE_LIMIT = 1 << 15
+"""Levels with up to this many nodes count a request's seen items over every node (a few
+cheap ops); deeper, larger levels check only the beams' real children (see `unseen_children`)."""
+
+
 @dataclass(frozen=True)
 class TrieTensors:
     """The prefix trie as torch tensors, indexed by the level a beam is about to reach.
 
-    `children[ℓ]` (nodes_ℓ, K_ℓ): child node at level ℓ+1 (the item at the last level) or −1.
+    `levels[ℓ]` looks up the children of nodes at level ℓ (see `LevelChildren`).
     `below[ℓ]` (N,): each item's ancestor at level ℓ+1 (the item itself at the last level);
     `leaves[ℓ]` (nodes_ℓ+1,): how many items lie below that ancestor.
+    `per_node_limit`: see `unseen_children`.
     """
 
-    children: list[Tensor]
+    levels: list[LevelChildren]
     below: list[Tensor]
     leaves: list[Tensor]
+    per_node_limit: int = PER_NODE_LIMIT
 
     @classmethod
-    def from_trie(cls, trie: PrefixTrie) -> TrieTensors:
-        _L, N = trie.n_levels, trie.n_items
+    def from_trie(
+        cls, trie: PrefixTrie, dense_limit: int = DENSE_LIMIT, per_node_limit: int = PER_NODE_LIMIT
+    ) -> TrieTensors:
+        N = trie.n_items
         below = [*trie.item_node[1:], np.arange(N)]
         leaves = [*trie.leaf_counts[1:], np.ones(N, dtype=np.int64)]
         return cls(
-            [torch.from_numpy(c) for c in trie.children],
+            [LevelChildren(trie, level, dense_limit) for level in range(trie.n_levels)],
             [torch.from_numpy(np.ascontiguousarray(b)) for b in below],
             [torch.from_numpy(np.ascontiguousarray(c)) for c in leaves],
+            per_node_limit,
         )
 
     @property
     def n_levels(self) -> int:
-        return len(self.children)
+        return len(self.levels)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the levels' tables plus the per-item ancestors and leaf counts."""
+        per_item = sum(t.numel() * t.element_size() for t in [*self.below, *self.leaves])
+        return per_item + sum(level.nbytes for level in self.levels)
 
 
 @dataclass(frozen=True)
@@ -80,39 +143,55 @@ def dedup_rows(items: Tensor) -> Tensor:
     return s.masked_fill(repeat, -1)
 
 
-def unseen_nodes(trie: TrieTensors, level: int, seen: Tensor) -> Tensor:
-    """(B, nodes) True where the level-ℓ+1 node still has an item the request has not seen.
+def unseen_children(trie: TrieTensors, level: int, seen: Tensor, child: Tensor) -> Tensor:
+    """(B, W, K) True where the child node still has an item the request has not seen.
 
-    seen (B, S) holds distinct item indices per row, padded with −1.
+    seen (B, S) holds distinct item indices per row, padded with −1; child (B, W, K) the
+    level-ℓ+1 nodes the beams could reach (−1: none, its answer is moot). On a level of more
+    than `trie.per_node_limit` nodes only real children are checked: each one's seen items are
+    counted by binary search in the sorted ancestors of the seen items, O(children · log S)
+    per request, where counting over every node is O(nodes), i.e. O(N) at the deepest levels.
     """
     B = seen.shape[0]
+    n_nodes = len(trie.leaves[level])
     anc = trie.below[level][seen.clamp(min=0)]  # (B, S)
-    counts = torch.zeros(B, len(trie.leaves[level]), dtype=torch.long)
-    counts.scatter_add_(1, anc, (seen >= 0).long())
-    return counts < trie.leaves[level]
+    flat = child.reshape(B, -1)  # (B, W*K)
+    if n_nodes <= trie.per_node_limit:
+        counts = torch.zeros(B, n_nodes, dtype=torch.long)
+        counts.scatter_add_(1, anc, (seen >= 0).long())
+        return (counts < trie.leaves[level]).gather(1, flat.clamp(min=0)).view_as(child)
+    span = n_nodes + 1  # row b's keys are offset by b·span, so all rows share one sorted array
+    anc = anc.masked_fill(seen < 0, -1) + 1  # 0: padding, never a real node
+    keys = (anc.sort(dim=1).values + span * torch.arange(B)[:, None]).view(-1)  # (B*S,)
+    b, j = (flat >= 0).nonzero(as_tuple=True)  # the real children only
+    node = flat[b, j]
+    query = node + 1 + b * span
+    n_seen = torch.searchsorted(keys, query, right=True) - torch.searchsorted(keys, query)
+    out = torch.ones_like(flat, dtype=torch.bool)
+    out[b, j] = n_seen < trie.leaves[level][node]
+    return out.view_as(child)
 
 
 def beam_step(
     state: BeamState,
     log_probs: Tensor,
-    children: Tensor,
+    child: Tensor,
     widths: Tensor,
     available: Tensor | None = None,
 ) -> BeamState:
     """Extend every beam by one code and keep the best `widths[b]` beams of request b.
 
-    log_probs (B, W, K); children (nodes, K) of this level; widths (B,); available
-    (B, nodes_next) or None. Each beam first keeps only its own best min(width, K) codes
+    log_probs (B, W, K); child (B, W, K) the trie node each code leads to (−1: invalid);
+    widths (B,); available (B, W, K) or None (False: every item below was seen). Each beam first keeps only its own best min(width, K) codes
     (the pre-cut: no beam can place more children than that in the global top-width), so
     the global selection ranks W·min(width, K) candidates instead of W·K.
     """
     B, W, K = log_probs.shape
     width = int(widths.max())
     alive = state.scores > NEG_INF  # (B, W)
-    child = children[state.nodes.clamp(min=0)]  # (B, W, K)
     valid = (child >= 0) & alive[..., None]
     if available is not None:
-        valid &= available.gather(1, child.clamp(min=0).view(B, W * K)).view(B, W, K)
+        valid &= available
     total = (state.scores[..., None] + log_probs).masked_fill(~valid, NEG_INF)  # (B, W, K)
     cut = min(width, K)
     if cut < K:
@@ -155,8 +234,9 @@ def beam_search(
     state = BeamState.start(batch)
     for level in range(trie.n_levels):
         log_probs = step(state.tokens, state.parents)  # (B, W, K_ℓ)
-        available = unseen_nodes(trie, level, seen) if seen is not None else None
-        state = beam_step(state, log_probs, trie.children[level], widths[:, level], available)
+        child = trie.levels[level](state.nodes.clamp(min=0))  # (B, W, K_ℓ)
+        available = unseen_children(trie, level, seen, child) if seen is not None else None
+        state = beam_step(state, log_probs, child, widths[:, level], available)
     return state
 
 

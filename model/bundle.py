@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -64,11 +65,17 @@ class Bundle:
     model: LazyDecoder
     semantic_ids: SemanticIds
     catalog: Catalog
-    histories: dict[str, list[str]]
 
     @property
     def version(self) -> str:
         return str(self.manifest["version"])
+
+    @cached_property
+    def histories(self) -> dict[str, list[str]]:
+        """Each user's recent items (external IDs), read on first use: only the process that
+        seeds the history store needs them, not every model worker (at 5·10⁵ users they are
+        10⁷ Python strings). The file was verified with the rest when the bundle loaded."""
+        return dict(json.loads((self.path / "histories.json").read_text()))
 
 
 def sha256(path: Path) -> str:
@@ -179,5 +186,4 @@ def load_bundle(path: Path, verify: bool = True) -> Bundle:
     cat = json.loads((path / "catalog.json").read_text())
     popularity = load_numpy(str(path / "popularity.safetensors"))["popularity"]
     catalog = Catalog(cat["item_ids"], cat["titles"], popularity)
-    histories = json.loads((path / "histories.json").read_text())
-    return Bundle(path, manifest, model, semantic_ids, catalog, histories)
+    return Bundle(path, manifest, model, semantic_ids, catalog)

@@ -58,13 +58,19 @@ class ItemContext:
     items' rows: the per-request projection becomes an index. Tables (N, Hkv, D).
     """
 
-    def __init__(self, model: LazyDecoder, codes: Tensor) -> None:
+    def __init__(self, model: LazyDecoder, codes: Tensor, chunk: int = 1 << 16) -> None:
         N = codes.shape[0]
         self.model = model
+        ks, vs = [], []
+        # In chunks: the intermediates are (chunk, L, C), not (N, L, C) (2 GB at 10⁶ items).
         with torch.inference_mode():
-            k, v = model.context(codes[None], torch.arange(N)[None])  # (1, Hkv, N, D)
-        self.k = k[0].transpose(0, 1).contiguous()  # (N, Hkv, D)
-        self.v = v[0].transpose(0, 1).contiguous()  # (N, Hkv, D)
+            for lo in range(0, N, chunk):
+                items = torch.arange(lo, min(N, lo + chunk))
+                k, v = model.context(codes[None, items], items[None])  # (1, Hkv, n, D)
+                ks.append(k[0].transpose(0, 1))  # (n, Hkv, D)
+                vs.append(v[0].transpose(0, 1))
+        self.k = torch.cat(ks).contiguous()  # (N, Hkv, D)
+        self.v = torch.cat(vs).contiguous()  # (N, Hkv, D)
 
     def __call__(self, hist_items: Tensor, hist_mask: Tensor) -> Context:
         """Left-padded item windows and their mask (B, T) → ctx_k, ctx_v, ctx_bias."""

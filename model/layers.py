@@ -150,6 +150,12 @@ class DenseHead(nn.Module):
         """h (..., C) → (..., N)."""
         return self.proj(self.norm(h)) @ self.item_out.weight.T
 
+    def item_logits(self, h: Tensor, items: Tensor) -> Tensor:
+        """h (B, C), items (B, W) → the logits of those items only (B, W): W rows of the item
+        table instead of all N, so a re-rank costs O(W·C) per request, not O(N·C)."""
+        rows = self.item_out(items)  # (B, W, C)
+        return (rows @ self.proj(self.norm(h))[:, :, None])[..., 0]
+
 
 class SelfAttentionBlock(nn.Module):
     """Pre-norm self-attention → FFN over (N, S, C), with an explicit K/V cache of earlier tokens.

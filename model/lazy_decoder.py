@@ -259,9 +259,25 @@ class LazyDecoder(nn.Module):
         dense = F.cross_entropy(self.dense.logits(h[:, :, 0][keep]), batch["target_items"][keep])
         return loss + self.cfg.dense_weight * dense
 
-    def dense_log_probs(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor) -> Tensor:
-        """Dense scores of every item (B, N) from the BOS state (only with a dense head)."""
-        assert self.dense is not None
+    def bos_state(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor) -> Tensor:
+        """The decoder's hidden state at BOS (B, C): what the dense head reads."""
         B = ctx_k.shape[0]
-        h0 = self.decode(ctx_k, ctx_v, ctx_bias, torch.zeros(B, 1, 0, dtype=torch.long))[:, 0, 0]
+        return self.decode(ctx_k, ctx_v, ctx_bias, torch.zeros(B, 1, 0, dtype=torch.long))[:, 0, 0]
+
+    def dense_log_probs(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor) -> Tensor:
+        """Dense scores of every item (B, N) from the BOS state (only with a dense head): the
+        reference for `dense_scores`, O(N·C) per request."""
+        assert self.dense is not None
+        h0 = self.bos_state(ctx_k, ctx_v, ctx_bias)
         return F.log_softmax(self.dense.logits(h0).float(), dim=-1)
+
+    def dense_scores(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, items: Tensor) -> Tensor:
+        """Dense logits (B, W) of the given items (B, W) only: what re-ranking a beam needs.
+
+        O(W·C) per request where `dense_log_probs` is O(N·C) (at 10⁶ items it reads the whole
+        item table for every batch). The logits are not normalised over the catalog, which is
+        the O(N·C) part: within a request they differ from `dense_log_probs` by one constant,
+        so they order a request's candidates the same way.
+        """
+        assert self.dense is not None
+        return self.dense.item_logits(self.bos_state(ctx_k, ctx_v, ctx_bias), items).float()

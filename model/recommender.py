@@ -178,8 +178,9 @@ class Recommender:
         if (
             alpha and getattr(self.model, "dense", None) is not None
         ):  # LIGER-style re-ranking of the final beams
-            dense = self.model.dense_log_probs(*(ctx or self.context(histories)))  # (B, N)
-            state = rerank(state, dense.gather(1, state.nodes.clamp(min=0)), alpha)
+            beam_items = state.nodes.clamp(min=0)  # the beam's items only, not all N (B, W)
+            bonus = self.model.dense_scores(*(ctx or self.context(histories)), beam_items)
+            state = rerank(state, bonus, alpha)
         return state
 
     def recommend(

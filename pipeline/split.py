@@ -96,7 +96,9 @@ def build_sequences(dataset: Dataset, item_ids: list[str] | None = None) -> Sequ
     if (item_idx < 0).any():
         unknown = inter["item_id"][item_idx < 0].unique()[:5].tolist()
         raise ValueError(f"interactions name items outside the catalog, e.g. {unknown}")
-    users, user_idx = np.unique(inter["user_id"].to_numpy(), return_inverse=True)
+    # Sorted user IDs and each event's index among them, as np.unique gives them, but by
+    # hashing: np.unique sorts all N strings (1.5 s of 5 s at 10⁶ events), this only the users.
+    user_idx, users = pd.factorize(inter["user_id"], sort=True)
     order = np.lexsort((np.arange(len(inter)), inter["timestamp"].to_numpy(), user_idx))
     counts = np.bincount(user_idx, minlength=len(users))
     offsets = np.concatenate([[0], np.cumsum(counts)])

@@ -43,10 +43,13 @@ class ResidualQuantizer:
 
 
 def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """(N, K) squared Euclidean distances, vectorised."""
-    return (
-        (x * x).sum(1, keepdims=True) - 2.0 * x @ centroids.T + (centroids * centroids).sum(1)[None]
-    )
+    """(N, K) squared Euclidean distances, vectorised, in place: one (N, K) array, not the
+    three temporaries of writing it as one expression (1 GB each at 10⁶ items × 256 codes)."""
+    d = x @ centroids.T  # (N, K)
+    d *= -2.0
+    d += (x * x).sum(1, keepdims=True)
+    d += (centroids * centroids).sum(1)[None]
+    return d
 
 
 def balanced_assign(dist: np.ndarray, capacity: int) -> np.ndarray:
@@ -63,7 +66,7 @@ def balanced_assign(dist: np.ndarray, capacity: int) -> np.ndarray:
     room = np.full(K, capacity, dtype=np.int64)
     pending = np.arange(N)
     while len(pending):
-        d = dist[pending].copy()  # (P, K)
+        d = dist[pending]  # (P, K), a copy (integer indexing)
         d[:, room == 0] = np.inf
         best = d.argmin(axis=1)  # (P,)
         best_d = d[np.arange(len(pending)), best]

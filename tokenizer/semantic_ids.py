@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from tokenizer.collisions import append_dedup_level, extend_unique
-from tokenizer.config import TokenizerConfig, derive_codebook_size
+from tokenizer.config import TokenizerConfig, derive_codebook_shape
 from tokenizer.metrics import codebook_report
 from tokenizer.rq_kmeans import ResidualQuantizer, fit_rq_kmeans
 from tokenizer.rq_vae import RQVAEQuantizer, fit_rq_vae
@@ -69,7 +69,11 @@ class SemanticIds:
 def fit_semantic_ids(x: np.ndarray, config: TokenizerConfig) -> SemanticIds:
     """Embeddings (N, D) → unique semantic IDs, with the codebook report filled in."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    k = config.codebook_size or derive_codebook_size(len(x), config.n_levels)
+    if config.codebook_size is None:
+        levels, k = derive_codebook_shape(len(x), config.n_levels)
+        config = replace(config, n_levels=levels)
+    else:
+        k = config.codebook_size
     quantizer: ResidualQuantizer | RQVAEQuantizer
     if config.kind == "rq-kmeans":
         quantizer, codes = fit_rq_kmeans(x, k, config)

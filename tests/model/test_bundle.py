@@ -37,6 +37,14 @@ def test_round_trip_keeps_ids_and_scores(bundle_dir, recommender, semantic_ids, 
     assert np.allclose(a.scores, b.scores, atol=1e-6)
 
 
+def test_histories_are_read_only_by_the_process_that_uses_them(bundle_dir):
+    """A model worker loads bundles but never seeds histories: it must not hold them."""
+    bundle = load_bundle(bundle_dir)
+    assert "histories" not in vars(bundle)
+    assert bundle.histories == {"u1": ["i1", "i2"]}
+    assert "histories" in vars(bundle)
+
+
 def test_manifest_lists_a_checksum_for_every_file(bundle_dir):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     files = {p.name for p in bundle_dir.iterdir()} - {"manifest.json"}

@@ -78,7 +78,7 @@ def test_precut_keeps_exactly_the_global_top_width():
     children = torch.arange(K)[None].clone()  # one node, every code valid
     children[0, ::7] = -1  # some invalid codes
     log_probs = torch.randn(B, W, K).log_softmax(-1)
-    out = beam_step(state, log_probs, children, torch.full((B,), width))
+    out = beam_step(state, log_probs, children[state.nodes], torch.full((B,), width))
     total = (state.scores[..., None] + log_probs).masked_fill(children[0] < 0, NEG_INF)
     expected = total.view(B, W * K).topk(width, dim=1)
     assert torch.equal(out.scores, expected.values)
@@ -95,7 +95,7 @@ def reference_search(step, trie, widths):
     )
     for level, width in enumerate(widths):
         log_probs = step(tokens[None], None)[0]  # (W, K)
-        child = trie.children[level][nodes]  # (W, K)
+        child = trie.levels[level](nodes[None])[0]  # (W, K)
         total = (scores[:, None] + log_probs).masked_fill(child < 0, NEG_INF).flatten()
         scores, flat = total.topk(min(width, total.numel()))
         K = log_probs.shape[1]
@@ -134,3 +134,13 @@ def test_item_context_table_equals_encoding_the_history(model, recommender, hist
         got = table(torch.from_numpy(items), torch.from_numpy(mask))
     for a, b in zip(expected, got, strict=True):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
+
+
+def test_item_context_built_in_chunks_equals_one_pass(model, recommender):
+    """Chunking the per-item table (to bound memory at large catalogs) changes no value."""
+    from model.decoding import ItemContext
+
+    whole = ItemContext(model, recommender.codes, chunk=10**9)
+    chunked = ItemContext(model, recommender.codes, chunk=7)
+    assert torch.allclose(whole.k, chunked.k, atol=1e-6)
+    assert torch.allclose(whole.v, chunked.v, atol=1e-6)

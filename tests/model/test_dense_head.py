@@ -60,3 +60,25 @@ def test_dense_head_is_trained_with_the_generator(semantic_ids):
     loss.backward()
     assert model.dense is not None and model.dense.item_out.weight.grad is not None
     assert np.isfinite(loss.item())
+
+
+def test_gathered_dense_scores_rerank_as_scoring_the_whole_catalog(semantic_ids, histories):
+    """Re-ranking with the beam's own rows of the item table (O(W·C)) returns the items that
+    scoring all N items did (O(N·C)); scores differ by alpha · logsumexp, one constant per request."""
+    torch.manual_seed(0)
+    cfg = replace(generator_tiny(), dense_weight=1.0, dense_alpha=0.7)
+    model = LazyDecoder(cfg.for_catalog(semantic_ids.codebook_sizes, 120)).eval()
+    rec = Recommender(model, semantic_ids.codes)
+    widths = [8, 16, 32, 32]
+    with torch.no_grad():
+        plain = rec.search(histories, widths, histories)  # re-ranked by `dense_scores`
+        ctx = rec.context(histories)
+        full = model.dense_log_probs(*ctx)  # (B, N): the reference
+        lse = model.dense.logits(model.bos_state(*ctx)).logsumexp(-1)  # (B,)
+        rec.model.cfg = replace(cfg, dense_alpha=0.0)
+        beams = rec.search(histories, widths, histories)
+    reference = rerank(beams, full.gather(1, beams.nodes.clamp(min=0)), 0.7)
+    assert torch.equal(plain.nodes, reference.nodes)
+    live = plain.scores > float("-inf")
+    shift = (0.7 * lse)[:, None].expand_as(plain.scores)[live]
+    assert torch.allclose(plain.scores[live] - shift, reference.scores[live], atol=1e-4)

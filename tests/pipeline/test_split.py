@@ -55,3 +55,17 @@ def test_every_position_trains_through_the_newest_item_and_holds_nothing_out():
     # every item after each user's first is a target, the newest included
     assert sorted(ids[split.train.targets].tolist()) == sorted(["2", "3", "4", "1", "5", "2"])
     assert (split.train_end() == seqs.lengths).all()
+
+
+def test_users_are_numbered_in_sorted_id_order():
+    """String order ("10" < "9"), as sorting every event's user ID gives it; each user's
+    events follow its number."""
+    rng = np.random.default_rng(0)
+    users = [str(u) for u in rng.integers(0, 300, size=2000)] + ["9", "10", "U1", "u1"]
+    inter = pd.DataFrame(
+        {"user_id": users, "item_id": ["1"] * len(users), "timestamp": range(len(users))}
+    )
+    seqs = build_sequences(Dataset(inter, pd.DataFrame({"item_id": ["1"]}), {}))
+    assert seqs.user_ids == sorted(set(users))
+    counts = pd.Series(users).value_counts()
+    assert seqs.lengths.tolist() == [counts[u] for u in seqs.user_ids]

@@ -5,7 +5,7 @@ import pytest
 
 from tests.synthetic import clustered_embeddings
 from tokenizer.collisions import append_dedup_level, collision_rate, extend_unique
-from tokenizer.config import TokenizerConfig, derive_codebook_size
+from tokenizer.config import TokenizerConfig, derive_codebook_shape, derive_codebook_size
 from tokenizer.rq_kmeans import balanced_assign
 from tokenizer.semantic_ids import fit_semantic_ids
 
@@ -77,6 +77,24 @@ def test_codebook_size_grows_with_the_catalog():
     assert derive_codebook_size(1682, 3) == 32
     assert derive_codebook_size(10, 3) == 8
     assert derive_codebook_size(10**9, 3) == 256
+
+
+def test_levels_are_added_once_the_codebook_size_would_pass_256():
+    """3 × 256 holds 1.7·10⁷ IDs: a catalog near that size gets a fourth level instead of
+    ever more collisions (and an ever longer disambiguation level)."""
+    assert derive_codebook_shape(1682, 3) == (3, 32)
+    assert derive_codebook_shape(10**6, 3) == (3, 256)
+    assert derive_codebook_shape(10**7, 3) == (4, 128)
+    assert derive_codebook_shape(10**10, 3) == (5, 256)
+
+
+def test_fit_uses_the_derived_levels(monkeypatch):
+    import tokenizer.config
+
+    monkeypatch.setattr(tokenizer.config, "MAX_CODEBOOK_SIZE", 8)  # 2,000 items: 5 levels of 8
+    sid = fit_semantic_ids(clustered_embeddings(2000), TokenizerConfig(kmeans_iters=2))
+    assert sid.codebook_size == 8 and sid.quantizer.n_levels == sid.config.n_levels == 5
+    assert sid.codes.shape == (2000, 6) and len(np.unique(sid.codes, axis=0)) == 2000
 
 
 def test_rq_vae_ids_are_unique_and_survive_a_save_load_round_trip():

@@ -27,7 +27,7 @@ def test_trie_allows_exactly_the_valid_continuations(seed):
 def test_last_level_maps_to_item_indices_and_counts_leaves():
     codes = np.array([[0, 1], [0, 0], [1, 1]])
     trie = PrefixTrie.build(codes, (2, 2))
-    assert trie.children[1][trie.item_node[1]].tolist() == [[1, 0], [1, 0], [-1, 2]]
+    assert trie.dense(1)[trie.item_node[1]].tolist() == [[1, 0], [1, 0], [-1, 2]]
     assert trie.leaf_counts[1].tolist() == [2, 1]
 
 
@@ -49,7 +49,7 @@ def walk(trie: PrefixTrie, code: tuple[int, ...]) -> int:
     """The item a full code leads to through the child tables (-1: not admitted)."""
     node = 0
     for level, c in enumerate(code):
-        node = int(trie.children[level][node, c])
+        node = int(trie.dense(level)[node, c])
         if node < 0:
             return -1
     return node
