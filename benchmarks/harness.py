@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import MISSING, asdict, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -214,8 +214,9 @@ def kept(kind: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> d
     """A finished run, kept under data/bench-runs and keyed by its whole configuration: an
     interrupted benchmark resumes, and studies that share a run train it once. The key is
     the configuration, not the code: every run records the commit it ran at (`provenance`),
-    which the tables show; delete the folder after changing training code."""
-    text = json.dumps(key, sort_keys=True, default=_json_default)
+    which the tables show; delete the folder after changing training code. Fields at their
+    default value are left out of the key, so adding a field keeps the runs made before it."""
+    text = json.dumps(key, sort_keys=True, default=_key_default)
     path = RUNS / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
     if path.exists():
         return dict(json.loads(path.read_text()))
@@ -234,6 +235,20 @@ def kept(kind: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> d
         out["generator_config"] = result["model"].cfg.to_dict()
     path.write_text(json.dumps(out, default=_json_default))
     return out
+
+
+def _key_default(o: Any) -> Any:
+    if is_dataclass(o) and not isinstance(o, type):
+        return {f.name: v for f in fields(o) if (v := getattr(o, f.name)) != _field_default(f)}
+    return _json_default(o)
+
+
+def _field_default(f: Any) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
 
 
 def _json_default(o: Any) -> Any:
