@@ -159,11 +159,20 @@ def crossfit_valid_ndcg(model: Any, rec: Recommender, split: Split, beam: int) -
 
 
 def run_sasrec(
-    split: Split, *, seed: int, config: dict[str, Any], train: TrainConfig, run_size: int = 25
-) -> dict[str, Any]:
+    split: Split,
+    *,
+    seed: int,
+    config: dict[str, Any],
+    train: TrainConfig,
+    run_size: int = 25,
+    kept_only: bool = False,
+) -> dict[str, Any] | None:
+    """One in-project SASRec run (kept); with `kept_only`, None unless it has run before."""
     cfg = SASRecConfig(n_items=split.sequences.n_items, **config)
     train = replace(train, seed=seed)
     key = {"config": cfg, "train": train} | ({"run_size": run_size} if run_size != 25 else {})
+    if kept_only and not kept_path("sasrec", key).exists():
+        return None
     return kept("sasrec", key, lambda: _sasrec(split, cfg, train, run_size))
 
 
@@ -216,8 +225,7 @@ def kept(kind: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> d
     the configuration, not the code: every run records the commit it ran at (`provenance`),
     which the tables show; delete the folder after changing training code. Fields at their
     default value are left out of the key, so adding a field keeps the runs made before it."""
-    text = json.dumps(key, sort_keys=True, default=_key_default)
-    path = RUNS / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    path = kept_path(kind, key)
     if path.exists():
         return dict(json.loads(path.read_text()))
     result = run()
@@ -235,6 +243,11 @@ def kept(kind: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> d
         out["generator_config"] = result["model"].cfg.to_dict()
     path.write_text(json.dumps(out, default=_json_default))
     return out
+
+
+def kept_path(kind: str, key: dict[str, Any]) -> Path:
+    text = json.dumps(key, sort_keys=True, default=_key_default)
+    return RUNS / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
 
 
 def _key_default(o: Any) -> Any:

@@ -27,9 +27,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=str(ROOT / "data"))
+    ap.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="tabulate the grid points already run, start none (the rest are listed as missing)",
+    )
     args = ap.parse_args()
     _, split = ml100k(args.data_dir)
     runs: list[dict] = []
+    missing: list[dict] = []
 
     def tune(drop: float, lr: float, run_size: int) -> None:
         train = TrainConfig(
@@ -47,7 +53,11 @@ def main() -> None:
             config={"d_model": 64, "dropout": drop, "attn_dropout": drop},
             train=train,
             run_size=run_size,
+            kept_only=args.finished_only,
         )
+        if r is None:
+            missing.append({"dropout": drop, "lr": lr, "run_size": run_size})
+            return
         r["train"] = asdict(train)
         runs.append(r)
         print(drop, lr, run_size, r["valid"]["ndcg@10"], r["test"]["ndcg@10"], flush=True)
@@ -63,6 +73,7 @@ def main() -> None:
         "seed": args.seed,
         "runs": runs,
         "best": best,
+        "missing_runs": missing,
         "train": best["train"],
         "command": "python benchmarks/sasrec_tuning.py",
     }
@@ -82,6 +93,14 @@ def main() -> None:
             f"{r['test']['ndcg@10']:.4f} | {r['train_seconds'] / 60:.1f} | "
             f"{r['provenance']['commit'][:8]} |"
         )
+    if missing:
+        lines += [
+            "",
+            "Not run yet (tabulated with `--finished-only`; the choice is among the rows above): "
+            + "; ".join(
+                f"dropout {m['dropout']}, lr {m['lr']}, {m['run_size']} per window" for m in missing
+            ),
+        ]
     lines += ["", f"Regenerate: `{data['command']}`", ""]
     write("sasrec_tuning", data, "\n".join(lines))
 
