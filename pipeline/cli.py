@@ -112,7 +112,7 @@ def train(
     preset: Annotated[
         str,
         typer.Option(
-            help="Recipe: demo (what make demo trains, ≤ 10 min on 2 cores), demo-dense (plus a dense item head) or tiny (tests)."
+            help="Recipe: demo (what make demo trains: lazy decoder + dense item head, ≤ 10 min on 2 cores) or tiny (tests)."
         ),
     ] = "demo",
     embedding: Annotated[
