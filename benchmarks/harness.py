@@ -95,6 +95,24 @@ def run_genrec(
     return kept("genrec", spec, lambda: _genrec(dataset, split, seed, **spec))
 
 
+def run_preset(
+    dataset: Dataset, split: Split, preset: Any, seeds: list[int]
+) -> list[dict[str, Any]]:
+    """`run_genrec` of a recipe (pipeline.presets.Preset) over seeds."""
+    return [
+        run_genrec(
+            dataset,
+            split,
+            seed=s,
+            generator=preset.generator,
+            tokenizer=preset.tokenizer,
+            train=preset.train,
+            embedding=preset.embedding,
+        )
+        for s in seeds
+    ]
+
+
 def _genrec(
     dataset: Dataset,
     split: Split,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
-from harness import ROOT, fmt, machine, ml100k, provenance, run_genrec, write
+from harness import ROOT, fmt, machine, ml100k, provenance, run_preset, write
 
 from model.config import generator_small
 from pipeline.presets import Preset, preset_demo
@@ -114,18 +114,7 @@ def main() -> None:
         note, build = RECIPES[name]
         p = build()
         seeds = args.seeds or ([0, 1, 2] if name in SHORTLIST else [0])
-        runs = [
-            run_genrec(
-                dataset,
-                split,
-                seed=s,
-                generator=p.generator,
-                tokenizer=p.tokenizer,
-                train=p.train,
-                embedding=p.embedding,
-            )
-            for s in seeds
-        ]
+        runs = run_preset(dataset, split, p, seeds)
         rows[name] = {"note": note, "runs": runs, **summary(runs)}
         print(name, fmt(rows[name]["valid_ndcg@10"]), fmt(rows[name]["test_ndcg@10"]), flush=True)
     data = {
