@@ -79,9 +79,11 @@ def run_genrec(
     beam: int = 64,
     beams: tuple[int, ...] = (),
     keep_model: bool = False,
-) -> dict[str, Any]:
+    kept_only: bool = False,
+) -> dict[str, Any] | None:
     """Train one genrec model; validation and test metrics at `beam`, and at each of `beams`.
-    A run without its model (`keep_model` false) is kept on disk, see `kept`."""
+    A run without its model (`keep_model` false) is kept on disk, see `kept`; with
+    `kept_only`, None unless it has run before."""
     spec: dict[str, Any] = {
         "generator": generator or generator_small(),
         "tokenizer": replace(tokenizer or TokenizerConfig(), seed=seed),
@@ -92,14 +94,17 @@ def run_genrec(
     }
     if keep_model:
         return _genrec(dataset, split, seed, **spec)
+    if kept_only and not kept_path("genrec", spec).exists():
+        return None
     return kept("genrec", spec, lambda: _genrec(dataset, split, seed, **spec))
 
 
 def run_preset(
-    dataset: Dataset, split: Split, preset: Any, seeds: list[int]
+    dataset: Dataset, split: Split, preset: Any, seeds: list[int], kept_only: bool = False
 ) -> list[dict[str, Any]]:
-    """`run_genrec` of a recipe (pipeline.presets.Preset) over seeds."""
-    return [
+    """`run_genrec` of a recipe (pipeline.presets.Preset) over seeds; with `kept_only`, only
+    the seeds that have run before."""
+    runs = (
         run_genrec(
             dataset,
             split,
@@ -108,9 +113,11 @@ def run_preset(
             tokenizer=preset.tokenizer,
             train=preset.train,
             embedding=preset.embedding,
+            kept_only=kept_only,
         )
         for s in seeds
-    ]
+    )
+    return [r for r in runs if r is not None]
 
 
 def _genrec(
