@@ -4,14 +4,18 @@
 
 Runs `Engine.run` (the cached decoding path the service uses) in this process on one
 intra-op thread, for batches of 1–32 ml-100k users with a 50-item history (k=10, beam 64),
-in both precisions, alternating them so host noise hits both alike. Writes
+in both precisions, alternating them so host noise hits both alike; for a bundle with a dense
+item head, also bfloat16 without its re-ranking (α = 0), which is what the head costs. Writes
 benchmarks/results/decode_cost.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -55,6 +59,11 @@ def main() -> None:
         "float32": Engine(bundle, BEAM, BEAM, dtype=torch.float32),
         "bfloat16": Engine(bundle, BEAM, BEAM, dtype=torch.bfloat16),
     }
+    dense = bool(bundle.model.cfg.dense_alpha)
+    if dense:
+        plain = dataclasses.replace(bundle, model=copy.deepcopy(bundle.model))
+        plain.model.cfg = dataclasses.replace(plain.model.cfg, dense_alpha=0.0)
+        engines["bfloat16, no dense re-rank"] = Engine(plain, BEAM, BEAM, dtype=torch.bfloat16)
     users = [h for h in bundle.histories.values() if len(h) >= 50]
     histories = [engines["float32"].indices(h[-50:], strict=False) for h in users]
     rows = []
@@ -66,10 +75,13 @@ def main() -> None:
                 runs[name].append(batch_ms(engine, queries, max(5, 64 // size)))
         row = {"batch": size, **{n: statistics.median(v) for n, v in runs.items()}}
         row["speedup"] = row["float32"] / row["bfloat16"]
+        if dense:
+            row["dense_cost"] = row["bfloat16"] / row["bfloat16, no dense re-rank"]
         rows.append(row)
         print(
             f"batch {size:3d}: float32 {row['float32']:6.2f} ms, bfloat16 "
-            f"{row['bfloat16']:6.2f} ms ({row['speedup']:.2f}x)",
+            f"{row['bfloat16']:6.2f} ms ({row['speedup']:.2f}x)"
+            + (f", dense re-rank ×{row['dense_cost']:.3f}" if dense else ""),
             flush=True,
         )
     result = {
@@ -78,6 +90,7 @@ def main() -> None:
         "bundle_version": bundle.version,
         "provenance": provenance(),
         "native_bfloat16": native_bfloat16(),
+        "load_average": os.getloadavg(),
         "beam_width": BEAM,
         "k": K,
         "rows": rows,
@@ -91,13 +104,23 @@ def main() -> None:
         f"a 50-item history, k={K}, beam {BEAM}; median of {args.rounds} rounds, each the "
         f"median of several batches. Native bfloat16 on this CPU: {native_bfloat16()}.",
         "",
-        "| batch | float32 ms | bfloat16 ms | speed-up | bfloat16 ms per request |",
-        "|---:|---:|---:|---:|---:|",
+        "| batch | float32 ms | bfloat16 ms | speed-up | bfloat16 ms per request |"
+        + (" bfloat16 ms without the dense re-rank | dense re-rank's cost |" if dense else ""),
+        "|---:|---:|---:|---:|---:|" + ("---:|---:|" if dense else ""),
         *(
             f"| {r['batch']} | {r['float32']:.2f} | {r['bfloat16']:.2f} | {r['speedup']:.2f}× "
             f"| {r['bfloat16'] / r['batch']:.2f} |"
+            + (
+                f" {r['bfloat16, no dense re-rank']:.2f} | ×{r['dense_cost']:.3f} |"
+                if dense
+                else ""
+            )
             for r in rows
         ),
+        "",
+        f"Bundle {bundle.version}; commit {result['provenance']['commit'][:10]}; host load "
+        f"average at the end {result['load_average'][0]:.1f} (a shared 2-core host: compare "
+        "columns within a row, not with other runs).",
     ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
