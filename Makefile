@@ -49,12 +49,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Quality table (genrec vs popularity vs SASRec, 3 seeds): about 4 hours on a shared 2-core host.
-# Finished runs are kept in data/bench-runs, so an interrupted run resumes.
+# Quality: every recipe tried, the SASRec grids, genrec vs SASRec vs popularity (3 seeds), and
+# the make-demo bundle. All of it is most of a day on a 2-core host (a RecBole run alone is
+# ~1 h); runs are kept (data/bench-runs, data/recbole-work/runs), so an interrupted run
+# resumes, and recipes.py, sasrec_tuning.py and recbole_sasrec.py take --finished-only to
+# tabulate what has finished without starting anything.
 bench-quality: install
-	test -f benchmarks/results/sasrec_tuning.json || $(BIN)/python benchmarks/sasrec_tuning.py
-	$(BIN)/python benchmarks/recbole_sasrec.py
+	$(BIN)/python benchmarks/recipes.py
+	$(BIN)/python benchmarks/sasrec_tuning.py
+	$(BIN)/python benchmarks/recbole_sasrec.py --jobs 2
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/demo_quality.py
 
 # Tokenizer and generator-architecture studies (1 seed each, ~2 hours); the tokenizer study
 # reads the seed spread from quality.json.
