@@ -18,18 +18,18 @@ compare-and-set and the invalidation, each one transaction, touch one slot.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 import numpy as np
 
 from service.key_layout import user_tagged
 from service.metrics import Metrics
-from service.store import REDIS_ERRORS, Client
+from service.store import REDIS_ERRORS, Client, gather_bounded
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class ResultCache:
         # One transaction for all users; on a cluster one per user (a transaction is one slot).
         groups = [sorted(users)] if not self.hash_tags else [[u] for u in sorted(users)]
         try:
-            await asyncio.gather(*(self._invalidate(group) for group in groups))
+            await gather_bounded([partial(self._invalidate, group) for group in groups])
         except REDIS_ERRORS as e:
             self._failed("cache_invalidate", e)
 

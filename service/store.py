@@ -16,9 +16,10 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -54,6 +55,23 @@ return {1, backlog + n}
 Client = aioredis.Redis | aioredis.RedisCluster
 # What a Redis call can raise: a cluster client's topology errors are not RedisErrors.
 REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
+# A cluster client opens at most this many connections per node and fails a command beyond
+# (MaxConnectionsError; redis-py's default is 100); a single Redis's pool has no bound.
+CLUSTER_MAX_CONNECTIONS = 1000
+# Calls one request runs at once on a cluster (one per user or per partition).
+CLUSTER_CONCURRENCY = 16
+
+T = TypeVar("T")
+
+
+async def gather_bounded(
+    calls: Sequence[Callable[[], Awaitable[T]]], limit: int = CLUSTER_CONCURRENCY
+) -> list[T]:
+    """`asyncio.gather` of the calls, at most `limit` at a time."""
+    results: list[T] = []
+    for lo in range(0, len(calls), limit):
+        results += await asyncio.gather(*(call() for call in calls[lo : lo + limit]))
+    return results
 
 
 class EmbeddedRedis:
@@ -190,7 +208,7 @@ def connect(
     if cluster:
         if not url:
             raise ValueError("a Redis Cluster needs GENREC_REDIS_URL (any of its nodes)")
-        return aioredis.RedisCluster.from_url(url, **opts)
+        return aioredis.RedisCluster.from_url(url, max_connections=CLUSTER_MAX_CONNECTIONS, **opts)
     if url:
         return aioredis.Redis.from_url(url, **opts)
     return aioredis.Redis(unix_socket_path=socket_path, **opts)
@@ -326,7 +344,9 @@ class HistoryStore:
             batch = users[lo : lo + chunk]
             calls = [(self.keys.history(u), histories[u][-self.max_history :]) for u in batch]
             if self.cluster:  # a cluster pipeline refuses scripts: concurrent calls instead
-                results = await asyncio.gather(*(script(keys=[k], args=a) for k, a in calls))
+                results = await gather_bounded(
+                    [partial(script, keys=[k], args=a) for k, a in calls]
+                )
             else:
                 pipe = cast(aioredis.Redis, self.client).pipeline(transaction=False)
                 for k, a in calls:
