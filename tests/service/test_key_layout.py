@@ -60,3 +60,16 @@ def test_slot_agrees_with_redis(redis_cluster):
     names = [*keys.streams, keys.history("u1"), keys.history("a{b}c"), keys.layout]
     replies = [redis_cluster.cli(redis_cluster.ports[0], "CLUSTER", "KEYSLOT", k) for k in names]
     assert [int(r) for r in replies] == [key_slot(k) for k in names]
+
+
+def test_cluster_settings_partition_the_stream_and_need_a_node_url():
+    from pydantic import ValidationError
+
+    from service.settings import CLUSTER_PARTITIONS, Settings
+
+    assert Settings().partitions == 1
+    on_cluster = Settings(redis_cluster=True, redis_url="redis://node1:6379")
+    assert on_cluster.partitions == CLUSTER_PARTITIONS > 1
+    assert Settings(redis_cluster=True, redis_url="redis://n:1", redis_partitions=3).partitions == 3
+    with pytest.raises(ValidationError, match="GENREC_REDIS_URL"):
+        Settings(redis_cluster=True)
