@@ -119,9 +119,10 @@ class Server:
 
 
 async def measure(kind: str, users: int, workdir: Path) -> dict[str, Any]:
+    from service.key_layout import Keys
     from service.metrics import Metrics
     from service.result_cache import Lookup, ResultCache, Shape
-    from service.store import HistoryStore, Keys, connect
+    from service.store import HistoryStore, connect
 
     rng = np.random.default_rng(0)
     server = Server(workdir)

@@ -128,7 +128,7 @@ def seed_redis(redis: RedisServer, histories: dict[str, list[str]]) -> float:
     """Every user's stored history, as the store keeps it (a list per user), written before
     the server starts; the server's own seeding is off. (Its seeding from the bundle gives up
     at 10⁶ items: chunks of 500 scripted writes pass the 0.25 s Redis timeout.)"""
-    from service.store import Keys
+    from service.key_layout import Keys
 
     keys, users = Keys("genrec"), list(histories)
     started = time.perf_counter()

@@ -317,6 +317,14 @@ def retrain(
         str, typer.Option(envvar="GENREC_REDIS_URL", help="The Redis the service writes events to.")
     ] = "redis://localhost:6379/0",
     redis_prefix: Annotated[str, typer.Option(envvar="GENREC_REDIS_PREFIX")] = "genrec",
+    redis_cluster: Annotated[
+        bool,
+        typer.Option(
+            envvar="GENREC_REDIS_CLUSTER",
+            help="--redis-url is a node of a Redis Cluster (the partitions are those the "
+            "service recorded).",
+        ),
+    ] = False,
     redis_password: Annotated[
         str | None,
         typer.Option(
@@ -350,6 +358,7 @@ def retrain(
     the candidate (kept under ROOT/rejected/, events not consumed).
     """
     import redis
+    from redis.cluster import RedisCluster
 
     from pipeline.publish import BundleStore
     from pipeline.retrain import REJECTED_EXIT_CODE, RetrainConfig
@@ -374,9 +383,8 @@ def retrain(
 
     if redis_password is None and (secret := get_settings().redis_password) is not None:
         redis_password = secret.get_secret_value()  # e.g. a Compose secret in /run/secrets
-    client = redis.Redis.from_url(
-        redis_url, decode_responses=True, socket_timeout=30, password=redis_password
-    )
+    opts = {"decode_responses": True, "socket_timeout": 30, "password": redis_password}
+    client = (RedisCluster if redis_cluster else redis.Redis).from_url(redis_url, **opts)
     try:
         result = run(BundleStore(store), client, data_dir, cfg)
     except (StoreBusy, BundleError) as e:

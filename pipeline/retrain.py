@@ -3,7 +3,7 @@
 genrec retrain --store artifacts/store --redis-url redis://localhost:6379/0
 
 Stages, each logged as `retrain stage=…`: read the events after the current bundle's stream
-checkpoint (at most `max_events` per run, in pages: a backlog of any length is consumed over
+checkpoints, one per partition the service recorded (at most `max_events` per run, in pages: a backlog of any length is consumed over
 several runs in bounded memory) → merge them with the base data and earlier events → semantic
 IDs for new items (frozen codebooks; `refit_tokenizer` fits new ones) → warm-start the
 generator on every position but each user's last two (selected on the second-to-last) → score
@@ -36,7 +36,6 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
-import redis
 
 from model.bundle import Bundle, BundleError, load_bundle, new_version, save_bundle
 from model.lazy_decoder import LazyDecoder
@@ -47,10 +46,13 @@ from pipeline.embeddings import item_embeddings
 from pipeline.evaluate import evaluate_ranker, generator_ranker, popularity_ranker
 from pipeline.events import (
     EVENTS_FILE,
-    EventBatch,
+    StreamsBatch,
+    SyncClient,
     bundle_events,
+    checkpoints,
     events_bytes,
-    read_events,
+    read_streams,
+    stored_keys,
     trim_through,
     with_events,
 )
@@ -59,7 +61,6 @@ from pipeline.gate import quality_gate, served_model_ranker
 from pipeline.publish import BundleStore
 from pipeline.split import Examples, Split, build_sequences, every_position, leave_one_out
 from pipeline.train import TrainConfig, catalog_of, fit, recent_histories
-from service.store import Keys
 from tokenizer.semantic_ids import SemanticIds, fit_semantic_ids
 
 log = logging.getLogger(__name__)
@@ -98,23 +99,25 @@ def stage(name: str, **fields: Any) -> None:
 
 
 def retrain(
-    store: BundleStore, client: redis.Redis, data_dir: Path, cfg: RetrainConfig
+    store: BundleStore, client: SyncClient, data_dir: Path, cfg: RetrainConfig
 ) -> RetrainResult:
-    """The whole job; `client` must decode responses. Holds the store's lock throughout."""
+    """The whole job; `client` (a Redis or a Redis Cluster) must decode responses. Holds the
+    store's lock throughout."""
     started = time.monotonic()
     log.info("config %s", json.dumps({"retrain": asdict(cfg), "store": str(store.root)}))
     with store.lock():
         store.prune(cfg.keep_versions)  # also clears what a crashed run left in staging
         current = load_current(store)
-        key = Keys(cfg.redis_prefix).events
-        checkpoint = current.manifest.get("stream", {}).get("last_id")
-        recovered = trim_through(client, key, checkpoint)  # a crash between publish and trim
-        batch = read_events(client, key, checkpoint, max_events=cfg.max_events)
+        keys = stored_keys(client, cfg.redis_prefix)
+        after = checkpoints(current.manifest.get("stream", {}), keys)
+        recovered = trim(client, after)  # a crash between publish and trim
+        batch = read_streams(client, after, max_events=cfg.max_events)
+        backlog = sum(int(client.xlen(key)) for key in keys.streams)
         summary: dict[str, Any] = {
             "parent": current.version,
             "events_consumed": len(batch),
-            "events_left_for_next_run": max(0, int(client.xlen(key)) - len(batch)),
-            "stream": {"key": key, "after": checkpoint, "last_id": batch.last_id},
+            "events_left_for_next_run": max(0, backlog - len(batch)),
+            "stream": {"after": after, **batch.manifest()},
             "trimmed_before": recovered,
         }
         stage("events", **summary)
@@ -122,6 +125,11 @@ def retrain(
             stage("done", status="no_new_events", min_events=cfg.min_events)
             return RetrainResult("no_new_events", summary)
         return _train_and_gate(store, client, data_dir, cfg, current, batch, summary, started)
+
+
+def trim(client: SyncClient, last_ids: dict[str, str | None]) -> int:
+    """Trim every stream through its checkpoint (one key per call: no cross-slot command)."""
+    return sum(trim_through(client, key, last_id) for key, last_id in last_ids.items())
 
 
 def load_current(store: BundleStore) -> Bundle:
@@ -135,11 +143,11 @@ def load_current(store: BundleStore) -> Bundle:
 
 def _train_and_gate(
     store: BundleStore,
-    client: redis.Redis,
+    client: SyncClient,
     data_dir: Path,
     cfg: RetrainConfig,
     current: Bundle,
-    batch: EventBatch,
+    batch: StreamsBatch,
     summary: dict[str, Any],
     started: float,
 ) -> RetrainResult:
@@ -207,7 +215,7 @@ def _train_and_gate(
             "data": current.manifest["data"],
             "embedding": current.manifest.get("embedding", "collab"),
             "events": {"file": EVENTS_FILE, "count": len(events), "new": len(batch)},
-            "stream": {"key": summary["stream"]["key"], "last_id": batch.last_id},
+            "stream": batch.manifest(),
             "training": {
                 **asdict(train_cfg),
                 "curve": curve,
@@ -231,7 +239,7 @@ def _train_and_gate(
         return RetrainResult("rejected", summary, rejected)
     store.publish(path, move=True)
     stage("published", version=version)
-    summary["trimmed"] = trim_through(client, summary["stream"]["key"], batch.last_id)
+    summary["trimmed"] = trim(client, batch.last_ids)
     store.prune(cfg.keep_versions)
     stage("done", status="published", version=version, trimmed=summary["trimmed"])
     return RetrainResult("published", summary, store.path(version))

@@ -15,7 +15,7 @@ from model.bundle import Bundle, load_bundle
 from service.batcher import MicroBatcher
 from service.beam_controller import BeamController, ControllerConfig
 from service.engine import Engine, build_engine, run_jobs
-from service.errors import install_handlers
+from service.errors import Unavailable, install_handlers
 from service.live_stats import LiveStats
 from service.malloc import keep_freed_memory, settle_heap
 from service.metrics import Metrics, MetricsMiddleware
@@ -25,7 +25,7 @@ from service.request_guard import LoadShedder, RequestGuard
 from service.result_cache import ResultCache
 from service.routes import admin, demo, events, health, items, metrics, recommend, stats, users
 from service.settings import Settings, get_settings
-from service.store import EmbeddedRedis, HistoryStore, connect
+from service.store import EmbeddedRedis, HistoryStore, LayoutMismatch, connect
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     server = None if s.redis_url else EmbeddedRedis(s.redis_dir)
     password = s.redis_password.get_secret_value() if s.redis_password else None
-    client = connect(s.redis_url, server.socket if server else None, s.redis_timeout_s, password)
-    app.state.store = store = HistoryStore(
-        client, s.redis_prefix, s.max_history, s.events_max_backlog
+    client = connect(
+        s.redis_url, server.socket if server else None, s.redis_timeout_s, password, s.redis_cluster
     )
+    app.state.store = store = HistoryStore(
+        client, s.redis_prefix, s.max_history, s.events_max_backlog, s.partitions
+    )
+    try:
+        await store.check_layout()
+    except Unavailable:
+        log.warning("redis_layout_unchecked: the store is unreachable; continuing")
+    except LayoutMismatch:  # refuse to start
+        await client.aclose()
+        if server:
+            server.close()
+        if processes:
+            processes.shutdown()
+        raise
+    log.info("redis_store cluster=%s layout=%s", s.redis_cluster, store.keys.describe())
     if s.seed_histories:
         try:
             await store.seed(bundle.histories, bundle.version)
@@ -87,7 +101,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.warning(
                 "seed_histories_failed: the store is unreachable; continuing", exc_info=True
             )
-    app.state.cache = ResultCache(client, s.redis_prefix, s.cache_ttl_s, app.state.metrics)
+    app.state.cache = ResultCache(
+        client, s.redis_prefix, s.cache_ttl_s, app.state.metrics, store.keys.hash_tags
+    )
     app.state.batcher = batcher = MicroBatcher(
         processes.run_jobs if processes else run_jobs,
         s.batch_max_size,

@@ -11,6 +11,9 @@ results):
   history is a different key, so there is nothing to invalidate.
 
 Every Redis error is counted, logged and treated as a miss (or a skipped write).
+
+On a Redis Cluster a user's two keys carry the user's hash tag (service.key_layout): the
+compare-and-set script touches one slot, and a user's invalidation runs in order on one node.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from service.key_layout import user_tagged
 from service.metrics import Metrics
+from service.store import REDIS_ERRORS, Client
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,16 @@ class Lookup:
 
 
 class ResultCache:
-    def __init__(self, client: aioredis.Redis, prefix: str, ttl_s: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        client: Client,
+        prefix: str,
+        ttl_s: float,
+        metrics: Metrics,
+        hash_tags: bool = False,
+    ) -> None:
         self.client, self.prefix, self.metrics = client, f"{prefix}:rc", metrics
+        self.hash_tags = hash_tags  # a user's keys share a slot: needed on a Redis Cluster
         self.ttl = max(1, round(ttl_s))
         self.epoch_ttl = max(3600, 10 * self.ttl)  # outlives any request in flight
         self.enabled = ttl_s > 0
@@ -68,7 +79,8 @@ class ResultCache:
 
     def _user(self, user_id: str) -> tuple[str, str]:
         """The user's results hash and epoch counter."""
-        return f"{self.prefix}:u:{user_id}", f"{self.prefix}:e:{user_id}"
+        user = user_tagged(user_id) if self.hash_tags else user_id
+        return f"{self.prefix}:u:{user}", f"{self.prefix}:e:{user}"
 
     def _history(self, version: str, history: np.ndarray, shape: Shape) -> str:
         digest = hashlib.blake2b(np.ascontiguousarray(history, dtype=np.int64).tobytes())
@@ -93,7 +105,7 @@ class ResultCache:
             pipe.hget(results, f"{version}|{shape.field()}")
             pipe.get(epoch)
             value, current = await pipe.execute()  # str | None each (decode_responses=True)
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             self._failed("cache_get", e)
             return None
         return self._count(Lookup(value, current or ""))
@@ -105,7 +117,7 @@ class ResultCache:
         field = f"{version}|{shape.field()}"
         try:
             await self._store(keys=[results, epoch], args=[field, value, self.ttl, lookup.epoch])
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             self._failed("cache_put", e)
 
     async def get_history(self, version: str, history: np.ndarray, shape: Shape) -> Lookup | None:
@@ -113,7 +125,7 @@ class ResultCache:
             return None
         try:
             value = await self.client.get(self._history(version, history, shape))
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             self._failed("cache_get", e)
             return None
         return self._count(Lookup(cast(str | None, value)))  # decode_responses=True
@@ -123,7 +135,7 @@ class ResultCache:
     ) -> None:
         try:
             await self.client.set(self._history(version, history, shape), value, ex=self.ttl)
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             self._failed("cache_put", e)
 
     async def invalidate(self, user_ids: Iterable[str]) -> None:
@@ -131,7 +143,12 @@ class ResultCache:
         users = set(user_ids)
         if not self.enabled or not users:
             return
-        pipe = self.client.pipeline(transaction=True)
+        # One transaction on a single Redis. A cluster transaction is one slot, and one per
+        # user costs a round trip each (1,000 users: seconds), so there one pipeline sends each
+        # node its users' commands in order. Staleness is kept out by the epoch compare-and-set
+        # (the epoch moves first), not by the transaction: a read between the two commands is
+        # the same as one between the events' append and this call.
+        pipe = self.client.pipeline(transaction=not self.hash_tags)
         for u in sorted(users):
             results, epoch = self._user(u)
             pipe.incr(epoch)
@@ -139,5 +156,5 @@ class ResultCache:
             pipe.delete(results)
         try:
             await pipe.execute()
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             self._failed("cache_invalidate", e)

@@ -11,6 +11,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.decoding import Decoding
 from model.precision import Precision
+from service.key_layout import MAX_PARTITIONS
+
+# Stream partitions on a cluster by default: a multiple of 1, 2, 3, 4 and 6 primaries, so
+# equal slot ranges hold equal numbers of partitions.
+CLUSTER_PARTITIONS = 12
 
 
 class Settings(BaseSettings):
@@ -28,6 +33,19 @@ class Settings(BaseSettings):
         None, description="Password of an external Redis (its requirepass), if not in the URL."
     )
     redis_prefix: str = "genrec"
+    redis_cluster: bool = Field(
+        False,
+        description="GENREC_REDIS_URL is a node of a Redis Cluster: keys are hash-tagged so "
+        "what changes together shares a slot, and the event stream is partitioned.",
+    )
+    redis_partitions: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PARTITIONS,
+        description="Event stream partitions (keys), each on its own hash slot. Unset: 1 on "
+        f"a single Redis, {CLUSTER_PARTITIONS} on a cluster. Fixed for the life of the store: "
+        "the service refuses to start on keys laid out with another count.",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="Key for writes and admin (X-API-Key); unset: they answer 403 (disabled).",
@@ -112,6 +130,18 @@ class Settings(BaseSettings):
         description="On SIGTERM, answer /readyz 503 and keep serving this long before "
         "shutting down (load balancers stop sending first); in-flight requests then finish.",
     )
+
+    @property
+    def partitions(self) -> int:
+        if self.redis_partitions is not None:
+            return self.redis_partitions
+        return CLUSTER_PARTITIONS if self.redis_cluster else 1
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_url(self) -> Settings:
+        if self.redis_cluster and not self.redis_url:
+            raise ValueError("GENREC_REDIS_CLUSTER=true needs GENREC_REDIS_URL (any node)")
+        return self
 
     @model_validator(mode="after")
     def _onnx_runs_the_cached_path(self) -> Settings:

@@ -1,7 +1,13 @@
-"""Redis: per-user history lists (trimmed), the event stream for retraining, an embedded server."""
+"""Redis: per-user history lists (trimmed), the event stream for retraining, an embedded server.
+
+On a Redis Cluster (or with several partitions) the stream is one key per partition and each
+user's history shares its partition's slot (service.key_layout), so every script touches one
+slot; a post whose events span partitions runs one script per partition.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -9,17 +15,19 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from service.errors import BacklogFull, Unavailable
+from service.key_layout import Keys
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +35,9 @@ log = logging.getLogger(__name__)
 _SEED = "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('RPUSH', KEYS[1], unpack(ARGV)) end return 0"
 
 
-# Append events unless the stream would exceed its cap. KEYS: the stream, then one history
-# key per event; ARGV: cap, max history, then user, item, timestamp per event.
-# Returns {stored (0/1), stream length}.
+# Append one partition's events unless its stream would exceed its cap. KEYS: the partition's
+# stream, then one history key per event (all in the partition's slot); ARGV: cap, max
+# history, then user, item, timestamp per event. Returns {stored (0/1), stream length}.
 _APPEND = """
 local n = #KEYS - 1
 local backlog = redis.call('XLEN', KEYS[1])
@@ -44,20 +52,26 @@ end
 return {1, backlog + n}
 """
 
+Client = aioredis.Redis | aioredis.RedisCluster
+# What a Redis call can raise: a cluster client's topology errors are not RedisErrors.
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
+# A cluster client opens at most this many connections per node and fails a command beyond
+# (MaxConnectionsError; redis-py's default is 100); a single Redis's pool has no bound.
+CLUSTER_MAX_CONNECTIONS = 1000
+# Calls one request runs at once on a cluster (one per user or per partition).
+CLUSTER_CONCURRENCY = 16
 
-@dataclass(frozen=True)
-class Keys:
-    prefix: str
+T = TypeVar("T")
 
-    def history(self, user_id: str) -> str:
-        return f"{self.prefix}:hist:{user_id}"
 
-    @property
-    def events(self) -> str:
-        return f"{self.prefix}:events"
-
-    def seeded(self, version: str) -> str:
-        return f"{self.prefix}:seeded:{version}"
+async def gather_bounded(
+    calls: Sequence[Callable[[], Awaitable[T]]], limit: int = CLUSTER_CONCURRENCY
+) -> list[T]:
+    """`asyncio.gather` of the calls, at most `limit` at a time."""
+    results: list[T] = []
+    for lo in range(0, len(calls), limit):
+        results += await asyncio.gather(*(call() for call in calls[lo : lo + limit]))
+    return results
 
 
 class EmbeddedRedis:
@@ -173,21 +187,35 @@ class EmbeddedRedis:
 
 
 def connect(
-    url: str | None, socket_path: str | None, timeout_s: float, password: str | None = None
-) -> aioredis.Redis:
+    url: str | None,
+    socket_path: str | None,
+    timeout_s: float,
+    password: str | None = None,
+    cluster: bool = False,
+) -> Client:
     """An asyncio client that fails fast: short timeouts and no retries. A broken connection
-    (Redis restarted) is dropped, and the next command opens a new one."""
+    (Redis restarted) is dropped, and the next command opens a new one. `cluster`: a Redis
+    Cluster client that finds every node from the one in `url`; it retries once, so a
+    command redirected after a failover or a slot move (MOVED) still succeeds."""
     opts: dict[str, Any] = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
-        "retry": Retry(NoBackoff(), 0),
+        "retry": Retry(NoBackoff(), 1 if cluster else 0),
         "decode_responses": True,
     }
     if password is not None:
         opts["password"] = password
+    if cluster:
+        if not url:
+            raise ValueError("a Redis Cluster needs GENREC_REDIS_URL (any of its nodes)")
+        return aioredis.RedisCluster.from_url(url, max_connections=CLUSTER_MAX_CONNECTIONS, **opts)
     if url:
         return aioredis.Redis.from_url(url, **opts)
     return aioredis.Redis(unix_socket_path=socket_path, **opts)
+
+
+class LayoutMismatch(RuntimeError):
+    """Redis holds keys laid out for other settings (partitions, cluster or not)."""
 
 
 class HistoryStore:
@@ -195,26 +223,45 @@ class HistoryStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
         prefix: str,
         max_history: int,
         max_backlog: int = 1_000_000,
+        partitions: int = 1,
     ) -> None:
-        self.client, self.keys, self.max_history = client, Keys(prefix), max_history
-        self.max_backlog = max_backlog
+        self.cluster = isinstance(client, aioredis.RedisCluster)
+        self.client, self.keys = client, Keys(prefix, partitions, self.cluster)
+        self.max_history, self.max_backlog = max_history, max_backlog
         self._append = client.register_script(_APPEND)
 
     async def ping(self) -> bool:
         try:
             return bool(await self.client.ping())
-        except (RedisError, OSError):
+        except REDIS_ERRORS:
             return False
+
+    async def check_layout(self) -> None:
+        """Record this store's key layout, or check it against the one recorded: other
+        partitions would name other keys, and the retrain job reads the recorded layout."""
+        mine = self.keys.describe()
+        try:
+            await self.client.set(self.keys.layout, mine, nx=True)
+            recorded = cast(str | None, await self.client.get(self.keys.layout))
+        except REDIS_ERRORS as e:
+            raise Unavailable(f"the store is unreachable ({type(e).__name__})") from e
+        if recorded != mine:
+            raise LayoutMismatch(
+                f"Redis holds {self.keys.prefix!r} keys laid out as {recorded}, these settings "
+                f"lay them out as {mine} (GENREC_REDIS_PARTITIONS, GENREC_REDIS_CLUSTER); "
+                "changing the layout of a store in use is not supported: use a new "
+                "GENREC_REDIS_PREFIX, or an empty Redis"
+            )
 
     async def history(self, user_id: str) -> list[str]:
         try:
             items = await self.client.lrange(self.keys.history(user_id), -self.max_history, -1)
             return cast(list[str], items)  # decode_responses=True
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             raise Unavailable(
                 f"the history store is unreachable ({type(e).__name__}); "
                 "pass an explicit history to get recommendations"
@@ -223,33 +270,69 @@ class HistoryStore:
     async def append(self, events: Iterable[tuple[str, str, int | None]]) -> int:
         """Append (user, item, timestamp) events to histories and the stream, atomically (one
         script): all or none. Refused with `BacklogFull` (nothing written) if the stream
-        would hold more than `max_backlog` events; returns the stream's length after."""
+        would hold more than `max_backlog` events; returns the stream's length after.
+
+        Partitioned, the cap is on all partitions together and each partition's events are
+        one script: all or none per partition. The post is refused whole if the partitions'
+        lengths read first leave no room; a partition that fails after another stored its
+        events (a node down, a race at the cap) leaves those stored, and a retry repeats them.
+        """
         now = int(time.time())
-        users, args = [], [str(self.max_backlog), str(self.max_history)]
+        parts: dict[int, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
         for user_id, item_id, ts in events:
-            users.append(self.keys.history(user_id))
+            histories, args = parts[self.keys.partition(user_id)]
+            histories.append(self.keys.history(user_id))
             args += [user_id, item_id, str(ts or now)]
         try:
-            stored, backlog = await self._append(keys=[self.keys.events, *users], args=args)
-        except (RedisError, OSError) as e:
+            if self.keys.partitions == 1:
+                return await self._append_partition(0, *parts[0], room=self.max_backlog)
+            lengths = await self._lengths()
+            total, n = sum(lengths), sum(len(h) for h, _ in parts.values())
+            if total + n > self.max_backlog:
+                raise self._full(total)
+            for p, (histories, args) in sorted(parts.items()):  # room: the others' lengths
+                await self._append_partition(
+                    p, histories, args, room=self.max_backlog - total + lengths[p]
+                )
+            return total + n
+        except REDIS_ERRORS as e:
             raise Unavailable(
                 f"events were not stored, the store is unreachable ({type(e).__name__}); "
                 "retry the request"
             ) from e
+
+    async def _append_partition(
+        self, partition: int, histories: list[str], args: list[str], room: int
+    ) -> int:
+        """One script: the partition's events, if its stream stays within `room`."""
+        keys = [self.keys.stream(partition), *histories]
+        stored, length = await self._append(
+            keys=keys, args=[str(room), str(self.max_history), *args]
+        )
         if not stored:
-            raise BacklogFull(
-                f"events were not stored: the retraining backlog holds {backlog} events and "
-                f"may hold {self.max_backlog} (GENREC_EVENTS_MAX_BACKLOG); it shrinks when "
-                "`genrec retrain` publishes a bundle that consumed them",
-                backlog=int(backlog),
-                max_backlog=self.max_backlog,
-            )
-        return int(backlog)
+            raise self._full(int(length) + self.max_backlog - room)
+        return int(length)
+
+    def _full(self, backlog: int) -> BacklogFull:
+        return BacklogFull(
+            f"events were not stored: the retraining backlog holds {backlog} events and "
+            f"may hold {self.max_backlog} (GENREC_EVENTS_MAX_BACKLOG); it shrinks when "
+            "`genrec retrain` publishes a bundle that consumed them",
+            backlog=backlog,
+            max_backlog=self.max_backlog,
+        )
+
+    async def _lengths(self) -> list[int]:
+        """Every partition's stream length (one pipeline: a cluster sends each node its own)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.keys.streams:
+            pipe.xlen(key)
+        return [int(n) for n in await pipe.execute()]
 
     async def backlog(self) -> int:
         """Events in the stream: those no published bundle has consumed (and, for a moment
         after a publish, those it has and the retrain job has not trimmed yet)."""
-        return int(await self.client.xlen(self.keys.events))
+        return sum(await self._lengths())
 
     async def seed(self, histories: dict[str, list[str]], version: str, chunk: int = 500) -> int:
         """Give users with no stored history the bundle's one; once per bundle version."""
@@ -258,11 +341,17 @@ class HistoryStore:
         seeded, users = 0, [u for u, h in histories.items() if h]
         script = self.client.register_script(_SEED)
         for lo in range(0, len(users), chunk):
-            pipe = self.client.pipeline(transaction=False)
-            for u in users[lo : lo + chunk]:
-                await script(
-                    keys=[self.keys.history(u)], args=histories[u][-self.max_history :], client=pipe
+            batch = users[lo : lo + chunk]
+            calls = [(self.keys.history(u), histories[u][-self.max_history :]) for u in batch]
+            if self.cluster:  # a cluster pipeline refuses scripts: concurrent calls instead
+                results = await gather_bounded(
+                    [partial(script, keys=[k], args=a) for k, a in calls]
                 )
-            seeded += sum(1 for r in await pipe.execute() if r)
+            else:
+                pipe = cast(aioredis.Redis, self.client).pipeline(transaction=False)
+                for k, a in calls:
+                    await script(keys=[k], args=a, client=pipe)
+                results = await pipe.execute()
+            seeded += sum(1 for r in results if r)
         log.info("seed_histories version=%s users=%d", version, seeded)
         return seeded

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny bundle trained for seconds on synthetic data, and a real Redis."""
+"""Shared fixtures: a tiny bundle trained for seconds on synthetic data, a real Redis, and a
+real 3-primary Redis Cluster."""
 
 from __future__ import annotations
 
@@ -63,6 +64,17 @@ def embedded_redis(tmp_path):
     server = EmbeddedRedis(tmp_path / "redis")
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A real Redis Cluster (3 primaries on local ports), shared by the session: tests keep
+    apart by key prefix."""
+    from tests.redis_cluster import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ import httpx
 import redis
 
 from pipeline.publish import BundleStore
-from service.store import EmbeddedRedis, Keys
+from service.key_layout import Keys
+from service.store import EmbeddedRedis
 from tests.e2e.conftest import API_KEY, start_server, stop_server
 
 AUTH = {"X-API-Key": API_KEY}

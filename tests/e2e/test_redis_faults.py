@@ -23,7 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.store import Keys
+from service.key_layout import Keys
 from tests.e2e.conftest import API_KEY, start_server, stop_server
 from tests.e2e.faults import Clients, p99, redis_process
 

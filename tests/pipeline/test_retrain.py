@@ -12,7 +12,8 @@ from pipeline import retrain as retrain_module
 from pipeline.events import EVENTS_FILE, read_events
 from pipeline.publish import BundleStore
 from pipeline.retrain import RetrainConfig, retrain
-from service.store import HistoryStore, Keys, connect
+from service.key_layout import Keys
+from service.store import HistoryStore, connect
 
 FAST = RetrainConfig(epochs=2, warmup_steps=5, test_beam=32, tolerance=0.05)
 KEY = Keys("genrec").events

