@@ -54,7 +54,10 @@ class RecommendRequest(Strict):
 class RecommendedItem(BaseModel):
     item_id: str
     title: str
-    score: float = Field(description="Log-probability of the item's semantic ID under the model.")
+    score: float = Field(
+        description="The item's semantic-ID log-probability under the model, plus the dense "
+        "head's re-ranking term when the bundle has one (the default recipe does)."
+    )
     semantic_id: list[int]
 
 
