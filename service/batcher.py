@@ -36,7 +36,7 @@ R = TypeVar("R")
 class WidthPolicy(Protocol):
     def width(self, pending: float) -> int: ...
 
-    def admits(self, pending: float, units: float = 1.0) -> bool: ...
+    def admits(self, pending: float, units: float = 1.0, expensive: bool = False) -> bool: ...
 
     def observe(self, units: float, width: int, seconds: float) -> None: ...
 
@@ -50,7 +50,7 @@ class FixedWidth:
     def width(self, pending: float) -> int:
         return self.base_width
 
-    def admits(self, pending: float, units: float = 1.0) -> bool:
+    def admits(self, pending: float, units: float = 1.0, expensive: bool = False) -> bool:
         return True
 
     def observe(self, units: float, width: int, seconds: float) -> None:
@@ -116,14 +116,15 @@ class MicroBatcher(Generic[Q, R]):
         the event loop count too), and at least what the batcher holds."""
         return max(self.admitted or 0.0, self.queued_units + self.in_flight_units)
 
-    def check_admission(self, units: float = 1.0) -> None:
+    def check_admission(self, units: float = 1.0, expensive: bool = False) -> None:
         """Raise `Overloaded` if `units` more work would wait past its bound (queue or SLO);
-        cheap, so callers can shed before doing any other work."""
+        cheap, so callers can shed before doing any other work. An `expensive` request (more
+        than one unit) may not use the budget's share kept for default ones."""
         if self.queue.full():
             raise Overloaded(
                 f"the server is overloaded ({self.queue.maxsize} requests waiting); retry shortly"
             )
-        if not self.policy.admits(self.pending_units, units):
+        if not self.policy.admits(self.pending_units, units, expensive):
             raise Overloaded("the server is overloaded (past its latency budget); retry shortly")
 
     @contextmanager
@@ -151,7 +152,7 @@ class MicroBatcher(Generic[Q, R]):
         """Queue a query of `cost` units and wait for its result; admission is checked again
         with its full cost (the edge counted one unit before it knew the request)."""
         extra = cost - 1.0 if self.admitted is not None else cost
-        self.check_admission(max(0.0, extra))
+        self.check_admission(max(0.0, extra), expensive=cost > 1.0)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         counted: AbstractContextManager[None] = (

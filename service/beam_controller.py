@@ -27,7 +27,9 @@ When even `min_width` cannot keep up, effort has nothing left to give: the contr
 stops admitting requests once the pending units would not finish within `admit_share` of the
 SLO at the narrowest width it may use (`min_width`, or `base_width` with the dynamic beam
 off: admission does not depend on the beam being dynamic), so those it serves stay within
-the SLO and the rest get 503 at once.
+the SLO and the rest get 503 at once. Requests that cost more than a default one may fill
+only `1 - cheap_reserve` of that budget: the rest is kept for default requests, so a flood of
+expensive ones (beam 256, k 100) is shed before the default requests beside it are.
 
 It also gives each batch sent to a model process its deadline (`deadline_s`): a few times
 the batch's expected model time, never more than the SLO (a batch that late has failed its
@@ -49,6 +51,7 @@ class ControllerConfig:
     slo_s: float = 0.100
     budget_share: float = 0.5  # the rest of the SLO is for HTTP, Redis and arrival bursts
     admit_share: float = 0.8  # shed beyond what min_width finishes in this share of the SLO
+    cheap_reserve: float = 0.25  # share of that admission budget kept for default-cost requests
     smoothing: float = 0.2  # weight of a new cost sample in the moving average
     stale_s: float = 2.0  # a rung's measurement older than this is re-estimated
     climb_margin: float = 0.7
@@ -110,8 +113,10 @@ class BeamController:
         """The narrowest final width the server may fall back to."""
         return self.cfg.min_width if self.cfg.enabled else self.cfg.base_width
 
-    def admits(self, pending: float, units: float = 1.0) -> bool:
-        """Whether `units` more work, behind `pending` units, can still be served in the SLO.
+    def admits(self, pending: float, units: float = 1.0, expensive: bool = False) -> bool:
+        """Whether `units` more work, behind `pending` units, can still be served in the SLO
+        (for an `expensive` request, one costing more than a default one: in the share of the
+        budget not kept for default requests).
         An idle server always admits: shedding then helps no one, and the request measures
         the host afresh (one batch that a stalled host made take a second would otherwise
         shut admission for good: seen in a 10-minute soak at load average 10, every request
@@ -120,6 +125,8 @@ class BeamController:
             return True
         cost = self.estimate(self.narrowest)
         budget = self.cfg.parallel * self.cfg.slo_s * self.cfg.admit_share
+        if expensive:
+            budget *= 1 - self.cfg.cheap_reserve
         return cost is None or (pending + units) * cost <= budget
 
     def deadline_s(self, units: float, width: int) -> float:

@@ -71,7 +71,19 @@ def test_reloads_under_100_requests_per_second_fail_nothing(served):
     failed = [(r.status, r.body.get("detail")) for r in during if r.status != 200]
     baseline = sum(r.status != 200 for r in between) * len(during) / max(1, len(between))
     assert {s for s, _ in failed} <= {503}, failed
-    assert len(during) > 20 * RELOADS  # 100 req/s flowed through the reloads
+
+    # Traffic flowed through the reloads as it did between them: a reload that stalls the
+    # server stalls the clients too (each waits for its answer), so fewer requests start in
+    # its window. A rate, not a count: the windows are as long as the reloads took, and a
+    # fast reload's window holds few requests (CI: 338 in 20 windows, all answered 200).
+    def rate(records: list[Record], spans: list[tuple[float, float]]) -> float:
+        return len(records) / sum(hi - lo for lo, hi in spans)
+
+    assert len(during) >= 5 * RELOADS, len(during)
+    assert rate(during, reloading) >= 0.5 * rate(between, quiet), (
+        rate(during, reloading),
+        rate(between, quiet),
+    )
     # twice the quiet windows' loss, plus 10% for the CPU a reload itself takes from a
     # starved host (seen: 8% at load average 8); the bug this guards against lost 35%
     assert len(failed) <= 2 * baseline + 0.1 * len(during), (failed, baseline)
@@ -85,6 +97,8 @@ def test_reloads_under_100_requests_per_second_fail_nothing(served):
     growth = rss[1] / rss[0] - 1
     assert growth < 0.10, rss
     print(
-        f"\n{RELOADS} reloads, {len(during)} requests during them, {len(failed)} non-2xx "
+        f"\n{RELOADS} reloads, {len(during)} requests during them "
+        f"({rate(during, reloading):.0f}/s, {rate(between, quiet):.0f}/s between), "
+        f"{len(failed)} non-2xx "
         f"(quiet windows: {baseline:.1f} at that rate); RSS {rss[0]:.0f} -> {rss[1]:.0f} MB"
     )

@@ -85,7 +85,7 @@ def test_a_full_queue_sheds_new_queries_at_once():
 
 
 class RecordingPolicy:
-    def admits(self, pending, units=1.0):
+    def admits(self, pending, units=1.0, expensive=False):
         return True
 
     def __init__(self):
@@ -122,7 +122,7 @@ def test_the_policy_sees_the_pending_load_and_the_batch_runs_at_its_width():
 
 
 class Shedding(RecordingPolicy):
-    def admits(self, pending, units=1.0):
+    def admits(self, pending, units=1.0, expensive=False):
         return pending < 2
 
 

@@ -135,6 +135,18 @@ def test_admission_counts_units_not_requests():
     assert c.admits(317, units=1)
 
 
+def test_expensive_requests_leave_a_share_of_the_budget_to_default_ones():
+    """A flood of beam-256 requests fills at most 3/4 of the admission budget; the last
+    quarter is kept for default requests, so they are not shed alike."""
+    c = controller()
+    warm(c)  # room for 319 units at width 8
+    assert c.admits(230, units=4, expensive=True) and not c.admits(237, units=4, expensive=True)
+    assert c.admits(237, units=1) and c.admits(317, units=1)
+    flat = controller(cheap_reserve=0.0)
+    warm(flat)
+    assert flat.admits(300, units=4, expensive=True)
+
+
 def test_the_static_beam_sheds_too_against_its_own_width():
     """Admission does not depend on the dynamic beam: with the beam fixed at 64 the server
     sheds once what is pending would not finish in the SLO at width 64."""
