@@ -15,6 +15,7 @@ class Clock:
 
 
 def controller(clock=None, **kw):
+    kw = {"admit_share": 0.8, **kw}  # the arithmetic below: 80 ms of admission budget
     cfg = ControllerConfig(base_width=64, min_width=8, slo_s=0.1, budget_share=0.5, **kw)
     return BeamController(cfg, clock or Clock())
 
