@@ -374,9 +374,10 @@ def markdown(out: dict[str, Any], m: Inputs, provenance: dict[str, Any]) -> str:
         f"P keys on different slots, P ≥ max(backlog ÷ {A['shard_memory_gb']:.0f} GB, XADD "
         f"CPU ÷ {A['shard_cpu']} core) = {rd['stream_partitions']} for the "
         f"{A['retrain_window_h']:g} h window assumed here (P grows with the window: the "
-        "retrain job must trim the stream at least that often). Today one event's history "
-        "write and its XADD are one MULTI over two keys, which a cluster allows only if both "
-        "hash to one slot: the cluster change must split them or hash-tag them together.",
+        "retrain job must trim the stream at least that often). genrec does this with "
+        "`GENREC_REDIS_CLUSTER=true` (12 partitions by default, `GENREC_REDIS_PARTITIONS`): "
+        "each user's history is hash-tagged into its partition's slot, so an event's history "
+        "write and its XADD stay one script on one slot.",
         "",
         "Not included: Redis's own baseline (a few MB per node), replication buffers, and "
         "the memory a fork needs for AOF rewrites or snapshots (up to the dataset again in "
