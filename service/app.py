@@ -46,6 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             parallel=s.model_workers if s.model_process else 1,  # threads share one GIL
             enabled=s.dynamic_beam,
             admission=s.shed_load,
+            admit_share=s.admission_budget_share,
         )
     )
     processes = (

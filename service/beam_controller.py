@@ -50,10 +50,9 @@ class ControllerConfig:
     min_width: int = 16
     slo_s: float = 0.100
     budget_share: float = 0.5  # the rest of the SLO is for HTTP, Redis and arrival bursts
-    # shed beyond what min_width finishes in this share of the SLO: the queue deadline is half
-    # of it, so at 0.8 a share of the admitted waited that out and was shed late (reliability.md
-    # at 3x capacity: shed p99 71-84 ms at 0.8, 11-26 ms at 0.5, answered p99 113 -> 76-81 ms)
-    admit_share: float = 0.5
+    # shed beyond what min_width finishes in this share of the SLO (GENREC_ADMISSION_BUDGET_SHARE;
+    # benchmarks/results/admission.md compares 0.5, 0.65 and 0.8)
+    admit_share: float = 0.65
     cheap_reserve: float = 0.25  # share of that admission budget kept for default-cost requests
     smoothing: float = 0.2  # weight of a new cost sample in the moving average
     stale_s: float = 2.0  # a rung's measurement older than this is re-estimated

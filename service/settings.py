@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.decoding import Decoding
 from model.precision import Precision
+from service.beam_controller import ControllerConfig
 from service.key_layout import MAX_PARTITIONS
 
 # Stream partitions on a cluster by default: a multiple of 1, 2, 3, 4 and 6 primaries, so
@@ -114,6 +115,14 @@ class Settings(BaseSettings):
         "SLO, at the edge and at dequeue; independent of the dynamic beam.",
     )
     latency_slo_ms: float = Field(100.0, gt=0, description="Latency the beam controller protects.")
+    admission_budget_share: float = Field(
+        ControllerConfig.admit_share,
+        gt=0,
+        le=1,
+        description="Admission admits the model work that finishes at the narrowest beam within "
+        "this share of the SLO. Lower: overload is shed sooner and faster, but more is shed "
+        "under ordinary bursts (benchmarks/results/admission.md).",
+    )
     min_beam_width: int = Field(
         8, ge=1, description="The controller never goes below this (nor below a request's k)."
     )
