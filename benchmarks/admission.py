@@ -63,7 +63,9 @@ def main() -> None:
             "(admission/<share>.md, with its commit and the host's load). Overload: open loop "
             "at 3x the static beam's saturation; flood: beam-256 at 3x theirs beside default "
             "requests at 20%; soak: open loop at 70% of the default server's saturation (as "
-            "measured at that share).",
+            "measured at that share). Single runs on a shared 2-core host: each soak runs at "
+            "70% of its own saturation measurement, which varies from run to run, so compare "
+            "soak shed shares only at similar rates.",
             "",
             "| GENREC_ADMISSION_BUDGET_SHARE | 3x overload shed p99 ms, static / dynamic | "
             "goodput static / dynamic | answered p99 ms static / dynamic | flood: default "
