@@ -5,7 +5,7 @@ GENREC_ADMISSION_BUDGET_SHARE, each a `benchmarks/reliability.py` run with its o
 
 A lower share sheds overload sooner and faster (shed p99 at 3x capacity); a higher one admits
 more of an ordinary burst (shed share in the soak at 70% of saturation). Writes
-benchmarks/results/admission.md and admission/<share>.{json,md}.
+benchmarks/results/admission.md and admission/share-<share>.{json,md} (0.65: share-0_65).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for share in args.shares.split(","):
-        out = RESULTS / "admission" / share
+        out = RESULTS / "admission" / f"share-{share.replace('.', '_')}"  # not a suffix
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [sys.executable, str(ROOT / "benchmarks/reliability.py"), "--bundle", str(args.bundle),
@@ -60,7 +60,7 @@ def main() -> None:
             "",
             f"`python benchmarks/admission.py --shares {args.shares} --soak-minutes "
             f"{args.soak_minutes}`: one `benchmarks/reliability.py` run per share "
-            "(admission/<share>.md, with its commit and the host's load). Overload: open loop "
+            "(admission/share-<share>.md, with its commit and the host's load). Overload: open loop "
             "at 3x the static beam's saturation; flood: beam-256 at 3x theirs beside default "
             "requests at 20%; soak: open loop at 70% of the default server's saturation (as "
             "measured at that share). Single runs on a shared 2-core host: each soak runs at "
