@@ -316,7 +316,7 @@ def stage_dense(work: Path, items: int, events: int) -> dict[str, Any]:
             m.dense_log_probs(*ctx).gather(1, beam_items)
 
         def gathered() -> None:
-            m.dense_scores(*ctx, beam_items)
+            m.dense_scores(m.bos_state(*ctx), beam_items)
 
         out = {}
         for name, fn in (("all_items", full), ("beam_items", gathered)):

@@ -35,8 +35,11 @@ class Decoding(StrEnum):
 class Runner(Protocol):
     """Executes the cached step: PyTorch eager here, ONNX Runtime in `model.onnx_runtime`."""
 
-    def extend(self, ctx: Context, cache: Tensor | None, last: Tensor) -> tuple[Tensor, Tensor]:
-        """`LazyDecoder.extend`: (log_probs (B, W, K_t), cache (n_layers, 2, B*W, H, t+1, D))."""
+    def extend(
+        self, ctx: Context, cache: Tensor | None, last: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """`LazyDecoder.extend`: log_probs (B, W, K_t), cache (n_layers, 2, B*W, H, t+1, D)
+        and the newest position's hidden state (B, W, C)."""
         ...
 
 
@@ -46,7 +49,9 @@ class EagerRunner:
     def __init__(self, model: LazyDecoder) -> None:
         self.model = model
 
-    def extend(self, ctx: Context, cache: Tensor | None, last: Tensor) -> tuple[Tensor, Tensor]:
+    def extend(
+        self, ctx: Context, cache: Tensor | None, last: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         return self.model.extend(*ctx, cache, last)
 
 
@@ -101,19 +106,25 @@ def shared_step(model: LazyDecoder, ctx: Context) -> StepFn:
     return step
 
 
-def cached_step(runner: Runner, ctx: Context) -> StepFn:
-    """One new token per beam and level; the cache rows follow their beams (`parents`)."""
-    cache: Tensor | None = None
+class CachedStep:
+    """The cached `StepFn`: one new token per beam and level; the cache rows follow their
+    beams (`parents`). `bos` keeps the first level's hidden state (B, C), the BOS state the
+    dense head re-ranks with."""
 
-    def step(tokens: Tensor, parents: Tensor) -> Tensor:
-        nonlocal cache
+    def __init__(self, runner: Runner, ctx: Context) -> None:
+        self.runner, self.ctx = runner, ctx
+        self.cache: Tensor | None = None
+        self.bos: Tensor | None = None
+
+    def __call__(self, tokens: Tensor, parents: Tensor) -> Tensor:
         B, W, _ = tokens.shape
+        cache = self.cache
         if cache is not None:
             W_prev = cache.shape[2] // B
             rows = (parents + W_prev * torch.arange(B)[:, None]).view(B * W)  # (B*W,)
             cache = cache.index_select(2, rows)  # (n_layers, 2, B*W, H, t, D)
         last = tokens[..., -1] if cache is not None else torch.zeros(B, W, dtype=torch.long)
-        log_probs, cache = runner.extend(ctx, cache, last)  # cache: (n_layers, 2, B*W, H, t+1, D)
+        log_probs, self.cache, hidden = self.runner.extend(self.ctx, cache, last)
+        if cache is None:
+            self.bos = hidden[:, 0]  # level 0 decodes BOS alone (W = 1)
         return log_probs
-
-    return step

@@ -63,7 +63,7 @@ def request_flops(cfg: GeneratorConfig, widths: list[int], history: int) -> Requ
     )
     heads = sum(2 * W * C * K for W, K in zip(entering, cfg.codebook_sizes, strict=True))
     dense = 0
-    if cfg.dense_weight > 0 and cfg.dense_alpha:  # BOS through the blocks, then the beam's items
+    if cfg.dense_weight > 0 and cfg.dense_alpha:  # the first level's BOS state → beam's items
         final = min(widths[-1], entering[-1] * min(widths[-1], cfg.codebook_sizes[-1]))
-        dense = query + cfg.n_layers * block_flops(cfg, 1, T, 0) + 2 * C * C + 2 * C * final
+        dense = 2 * C * C + 2 * C * final
     return RequestFlops(blocks, heads, dense)

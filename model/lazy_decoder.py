@@ -207,13 +207,15 @@ class LazyDecoder(nn.Module):
 
     def extend(
         self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, cache: Tensor | None, last: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """`step` with a self-attention KV cache: only the newest token of each beam is computed.
 
         cache (n_layers, 2, B*W, H, t, D) holds the target positions before it (None at the
         first level, where the newest token is BOS); last (B, W) is the code chosen at level
-        t-1 (ignored at the first level). Returns log_probs (B, W, K_t) and the cache with
-        position t appended. Beams reorder their cache rows between levels (the caller's job).
+        t-1 (ignored at the first level). Returns log_probs (B, W, K_t), the cache with
+        position t appended, and the newest position's hidden state (B, W, C): at the first
+        level that is `bos_state`, which the dense head re-ranks with, so it is not decoded
+        twice. Beams reorder their cache rows between levels (the caller's job).
         """
         t = 0 if cache is None else cache.shape[4]
         x = self.targets.at(last, t)  # (B, W, 1, C)
@@ -223,7 +225,8 @@ class LazyDecoder(nn.Module):
         for i, block in enumerate(cast(list[DecoderBlock], self.blocks)):
             x, kv = block.extend(x, ctx_k, ctx_v, ctx_bias, None if cache is None else cache[i])
             kvs.append(kv)
-        return self.heads.log_probs(x[:, :, 0], t), torch.stack(kvs)
+        h = x[:, :, 0]  # (B, W, C)
+        return self.heads.log_probs(h, t), torch.stack(kvs), h
 
     def forward(
         self,
@@ -271,8 +274,9 @@ class LazyDecoder(nn.Module):
         h0 = self.bos_state(ctx_k, ctx_v, ctx_bias)
         return F.log_softmax(self.dense.logits(h0).float(), dim=-1)
 
-    def dense_scores(self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, items: Tensor) -> Tensor:
-        """Dense logits (B, W) of the given items (B, W) only: what re-ranking a beam needs.
+    def dense_scores(self, bos: Tensor, items: Tensor) -> Tensor:
+        """Dense logits (B, W) of the given items (B, W) only, from the BOS state (B, C)
+        (`bos_state`, or the first level of `extend`): what re-ranking a beam needs.
 
         O(W·C) per request where `dense_log_probs` is O(N·C) (at 10⁶ items it reads the whole
         item table for every batch). The logits are not normalised over the catalog, which is
@@ -280,4 +284,4 @@ class LazyDecoder(nn.Module):
         so they order a request's candidates the same way.
         """
         assert self.dense is not None
-        return self.dense.item_logits(self.bos_state(ctx_k, ctx_v, ctx_bias), items).float()
+        return self.dense.item_logits(bos, items).float()

@@ -38,7 +38,7 @@ OPSET = 18
 ONNX_DIR = "onnx"
 WEIGHTS = "model.safetensors"
 STEP_INPUTS = ["ctx_k", "ctx_v", "ctx_bias", "cache", "last"]
-STEP_OUTPUTS = ["log_probs", "cache_out"]
+STEP_OUTPUTS = ["log_probs", "cache_out", "hidden"]
 
 
 def level_graph(level: int) -> str:
@@ -58,7 +58,7 @@ class _FirstLevel(nn.Module):
 
     def forward(
         self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, last: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         return self.model.extend(ctx_k, ctx_v, ctx_bias, None, last)
 
 
@@ -69,7 +69,7 @@ class _Level(nn.Module):
 
     def forward(
         self, ctx_k: Tensor, ctx_v: Tensor, ctx_bias: Tensor, cache: Tensor, last: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         return self.model.extend(ctx_k, ctx_v, ctx_bias, cache, last)
 
 
@@ -149,8 +149,8 @@ def bundle_onnx(bundle: Bundle) -> dict[str, bytes] | None:
     if not meta or meta.get("model_sha256") != bundle.manifest["files"].get(WEIGHTS):
         return None
     names = graph_names(bundle.model.cfg.n_levels)
-    if sorted(meta.get("graphs", {})) != sorted(names):
-        return None
+    if sorted(meta.get("graphs", {})) != sorted(names) or meta.get("outputs") != STEP_OUTPUTS:
+        return None  # graphs of an older `extend` (before its hidden output) are exported anew
     return {name: (bundle.path / meta["graphs"][name]).read_bytes() for name in names}
 
 
@@ -176,6 +176,7 @@ def add_onnx_to_bundle(path: Path) -> Path:
             "torch": torch.__version__,
             "model_sha256": files[WEIGHTS],
             "graphs": rel,
+            "outputs": STEP_OUTPUTS,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
         os.chmod(tmp, 0o755)

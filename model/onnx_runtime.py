@@ -43,7 +43,9 @@ class OnnxRunner:
             for level in range(n_levels)
         ]
 
-    def extend(self, ctx: Context, cache: Tensor | None, last: Tensor) -> tuple[Tensor, Tensor]:
+    def extend(
+        self, ctx: Context, cache: Tensor | None, last: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         feeds: dict[str, np.ndarray] = {
             "ctx_k": ctx[0].numpy(),
             "ctx_v": ctx[1].numpy(),
@@ -54,5 +56,5 @@ class OnnxRunner:
         if cache is not None:
             level = cache.shape[4]
             feeds["cache"] = cache.contiguous().numpy()
-        log_probs, cache_out = self.levels[level].run(None, feeds)
-        return torch.from_numpy(log_probs), torch.from_numpy(cache_out)
+        log_probs, cache_out, hidden = self.levels[level].run(None, feeds)
+        return torch.from_numpy(log_probs), torch.from_numpy(cache_out), torch.from_numpy(hidden)

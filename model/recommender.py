@@ -11,12 +11,12 @@ from torch import Tensor
 
 from model.beam_search import NEG_INF, BeamState, TrieTensors, beam_schedule, beam_search
 from model.decoding import (
+    CachedStep,
     Context,
     Decoding,
     EagerRunner,
     ItemContext,
     Runner,
-    cached_step,
     naive_step,
     shared_step,
 )
@@ -150,6 +150,7 @@ class Recommender:
         seen = pad_rows(exclude) if exclude is not None else None
         B = len(histories)
         ctx: Context | None = None
+        bos: Tensor | None = None  # the BOS state, where the search computed it
         if self.decoding is Decoding.naive:
             row_widths = torch.as_tensor(widths, dtype=torch.long).expand(B, -1)  # (B, L)
             state = concat_beams(
@@ -172,15 +173,17 @@ class Recommender:
                 assert self.item_context is not None
                 items, mask = gather_windows(*ragged(histories), self.max_history)
                 ctx = self.item_context(torch.from_numpy(items), torch.from_numpy(mask))
-                step = cached_step(self.runner, ctx)
+                step = CachedStep(self.runner, ctx)
             state = beam_search(step, self.trie, widths, B, seen)
+            bos = step.bos if isinstance(step, CachedStep) else None
         alpha = self.model.cfg.dense_alpha
         if (
             alpha and getattr(self.model, "dense", None) is not None
         ):  # LIGER-style re-ranking of the final beams
+            if bos is None:
+                bos = self.model.bos_state(*(ctx or self.context(histories)))
             beam_items = state.nodes.clamp(min=0)  # the beam's items only, not all N (B, W)
-            bonus = self.model.dense_scores(*(ctx or self.context(histories)), beam_items)
-            state = rerank(state, bonus, alpha)
+            state = rerank(state, self.model.dense_scores(bos, beam_items), alpha)
         return state
 
     def recommend(

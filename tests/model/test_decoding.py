@@ -42,11 +42,13 @@ def test_cached_step_equals_recomputing_the_prefix(model, recommender, histories
     L = model.cfg.n_levels
     tokens = torch.from_numpy(rng.integers(0, 8, size=(B, W, L - 1)))
     with torch.no_grad():
-        log_probs, cache = model.extend(*ctx, None, torch.zeros(B, 1, dtype=torch.long))
+        log_probs, cache, hidden = model.extend(*ctx, None, torch.zeros(B, 1, dtype=torch.long))
         assert torch.allclose(log_probs, model.step(*ctx, tokens[:, :1, :0]), atol=1e-5)
+        # the first level's hidden state is the BOS state the dense head re-ranks with
+        assert torch.allclose(hidden[:, 0], model.bos_state(*ctx), atol=1e-5)
         cache = cache.repeat_interleave(W, dim=2)  # every beam starts from BOS
         for t in range(1, L):
-            log_probs, cache = model.extend(*ctx, cache, tokens[:, :, t - 1])
+            log_probs, cache, _ = model.extend(*ctx, cache, tokens[:, :, t - 1])
             assert torch.allclose(log_probs, model.step(*ctx, tokens[:, :, :t]), atol=1e-5)
             assert cache.shape[4] == t + 1
 
