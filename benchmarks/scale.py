@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from harness import provenance  # noqa: E402
 from loadgen import closed_loop  # noqa: E402
 from redis_cost import Server as RedisServer  # noqa: E402
+from redis_cost import seed_redis  # noqa: E402
 from scale_report import report  # noqa: E402
 from serving import free_port, host_load  # noqa: E402
 
@@ -122,23 +123,6 @@ def run_stage(
     if proc.returncode:
         raise RuntimeError(f"stage {stage} failed: see {work / f'{stage}.log'}")
     return {**json.loads(out.strip().splitlines()[-1]), "wall_s": wall, "load_before": load}
-
-
-def seed_redis(redis: RedisServer, histories: dict[str, list[str]]) -> float:
-    """Every user's stored history, as the store keeps it (a list per user), written before
-    the server starts; the server's own seeding is off. (Its seeding from the bundle gives up
-    at 10⁶ items: chunks of 500 scripted writes pass the 0.25 s Redis timeout.)"""
-    from service.key_layout import Keys
-
-    keys, users = Keys("genrec"), list(histories)
-    started = time.perf_counter()
-    for lo in range(0, len(users), 2000):
-        pipe = redis.sync.pipeline(transaction=False)
-        for u in users[lo : lo + 2000]:
-            if histories[u]:
-                pipe.rpush(keys.history(u), *histories[u][-50:])
-        pipe.execute()
-    return time.perf_counter() - started
 
 
 def serve(work: Path, seconds: float, redis: RedisServer) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Markdown table and latency/throughput plot for `benchmarks/serving.py` results.
+"""Markdown tables and a latency/throughput plot for `benchmarks/serving.py` results.
 
 python benchmarks/serving_report.py benchmarks/results/serving.json   # re-render .md/.png
 """
@@ -15,56 +15,122 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _at(rows: list[dict[str, Any]], c: int) -> dict[str, Any]:
+    return next(x for x in rows if x["concurrency"] == c)
+
+
+def _widths(w: dict[str, int]) -> str:
+    return ", ".join(f"{k}×{n}" for k, n in w.items())
+
+
+def _cpu(x: dict[str, Any]) -> str:
+    c = x["cpu_ms_per_request"]
+    parts = " + ".join(f"{v:.2f}" for v in c.values())
+    return f"{sum(c.values()):.2f} ({parts})"
+
+
 def write_markdown(r: dict[str, Any], path: Path) -> None:
-    host, setup = r["host"], r["setup"]
+    host, setup, prov = r["host"], r["setup"], r["provenance"]
+    sweeps, rows = r["sweeps"], r["rows"]
+    peak = r["peak_gflops_per_core"]
+    conc = [x["concurrency"] for x in next(iter(sweeps.values()))]
     lines = [
         "# Serving benchmark",
         "",
-        f"`{r['command']}` — {r['started']}, {r['seconds']:.0f} s.",
+        f"`{r['command']}` at commit {prov['commit'][:7]}"
+        f"{' (uncommitted changes)' if prov['dirty'] else ''}, {r['started']}, "
+        f"{r['seconds']:.0f} s; `previous` rows run commit {r['previous_default_commit']}. "
+        f"Bundle version {setup['bundle_version']}.",
         "",
-        f"Host: {host['cpus']} CPUs ({host['machine']}), shared; load average "
-        f"{host['load_start']} at start, {host['load_end']} at end (1/5/15 min). "
-        f"Requests: {setup['requests']} ml-100k users with a 50-item stored history, "
-        f"k={setup['k']}, beam {setup['beam_width']}, result cache off. "
-        f"{setup['seconds_per_level']:g} s per concurrency level, closed loop.",
+        f"Host: {host['cpus']} CPUs ({host['machine']}, native bfloat16: "
+        f"{host['native_bfloat16']}), shared; load average {host['load_start']} at start, "
+        f"{host['load_end']} at end (1/5/15 min); the load generator runs on the same cores. "
+        f"Requests: {setup['requests']} ml-100k users with a {setup['history']}-item stored "
+        f"history, k={setup['k']}, beam {setup['beam_width']}, result cache off, "
+        f"{setup['seconds_per_level']:g} s closed loops.",
         "",
-        "| path | concurrency | QPS | p50 ms | p95 ms | p99 ms | shed (503) | final widths |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "## Matmul peak, one thread (GFLOP/s)",
+        "",
+        "| dtype | "
+        + " | ".join(next(iter(peak.values()))["shapes"])
+        + " | peak (decoder shapes) |",
+        "|---|" + "---:|" * (len(next(iter(peak.values()))["shapes"]) + 1),
     ]
-    for name, rows in r["sweeps"].items():
-        for x in rows:
-            widths = ", ".join(f"{w}×{n}" for w, n in x["widths"].items())
-            lines.append(
-                f"| {name} | {x['concurrency']} | {x['qps']:.1f} | {x['p50_ms']:.1f} | "
-                f"{x['p95_ms']:.1f} | {x['p99_ms']:.1f} | {x['shed_503']} | {widths} |"
-            )
-    lines += ["", *(f"- **{n}**: {c['label']}" for n, c in r["configs"].items())]
-    ov = r["overload"]
+    for dtype, p in peak.items():
+        vals = " | ".join(f"{v:.1f}" for v in p["shapes"].values())
+        lines.append(f"| {dtype} | {vals} | **{p['peak']:.1f}** |")
     lines += [
         "",
-        f"## Overload: {ov['dynamic']['rate']:.0f} req/s open loop "
-        f"(2× the saturation QPS of `{r['best_static']}`, {r['saturation_qps']:.0f})",
+        f"MFU = answered requests/s × model FLOPs per request (at the widths served) ÷ "
+        f"(peak of the row's precision × {host['cpus']} cores).",
         "",
-        "| beam | served QPS | p50 ms | p95 ms | p99 ms | shed (503) | timeouts | final widths |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "## Ladder: each row adds one change to the row above (side rows after it)",
+        "",
+        "| row | code | QPS "
+        + " | QPS ".join(f"c={c}" for c in conc)
+        + " | p50 / p99 ms c=16 | MFU c=16 | × row above (QPS c=16) | shed c=16 |",
+        "|---|---|" + "---:|" * (len(conc) + 4),
     ]
-    for name in ("dynamic", "static"):
-        x = ov[name]
-        widths = ", ".join(f"{w}×{n}" for w, n in x["widths"].items())
+    prev = None
+    for name, sweep in sweeps.items():
+        x16 = _at(sweep, 16)
+        ladder = rows[name]["ladder"]
+        factor = f"{x16['qps'] / prev:.2f}×" if prev and ladder else "—"
+        if ladder:
+            prev = x16["qps"]
+        qps = " | ".join(f"{_at(sweep, c)['qps']:.1f}" for c in conc)
         lines.append(
-            f"| {name} | {x['qps']:.1f} | {x['p50_ms']:.1f} | {x['p95_ms']:.1f} | "
-            f"{x['p99_ms']:.1f} | {x['shed_503']} | {x['timeouts']} | {widths} |"
+            f"| {name} | {rows[name]['code']} | {qps} | {x16['p50_ms']:.1f} / "
+            f"{x16['p99_ms']:.1f} | {_pct(x16['mfu'])} | {factor} | {x16['shed_503']} |"
         )
+    lines += ["", *(f"- **{n}** ({rows[n]['precision']}): {rows[n]['label']}" for n in sweeps)]
+    names = list(next(iter(sweeps.values()))[0]["cpu_ms_per_request"])
+    lines += [
+        "",
+        "## Where the CPU goes at c=16, and the widths served",
+        "",
+        f"CPU ms per request, total ({' + '.join(names)}); final widths as width×requests.",
+        "",
+        "| row | CPU ms per request | GFLOP per request | final widths c=16 |",
+        "|---|---|---:|---|",
+    ]
+    for name, sweep in sweeps.items():
+        x16 = _at(sweep, 16)
+        lines.append(
+            f"| {name} | {_cpu(x16)} | {x16['gflops_per_request']:.4f} | {_widths(x16['widths'])} |"
+        )
+    cache = r.get("cache")
+    if cache:
+        lines += [
+            "",
+            f"## Result cache: {cache['users']:,} users, each one's requests ~{cache['mean_gap_s']:g} s "
+            f"apart (one Poisson stream of uniform picks at {cache['rate']} req/s)",
+            "",
+            "External Redis seeded with the users' histories. Open loop at the stream's rate "
+            "after a warm-up as long as the TTL, then a closed loop at c=16 on the same stream.",
+            "",
+            "| cache | open loop: hit rate | p50 / p99 ms | CPU ms per request | c=16: QPS | "
+            "hit rate | p50 / p99 ms |",
+            "|---|---:|---:|---|---:|---:|---:|",
+        ]
+        for key in ("cache off", "cache on"):
+            o, c = cache[key]["open_loop"], cache[key]["closed_loop_c16"]
+            hit = "—" if o["hit_rate"] is None else _pct(o["hit_rate"])
+            chit = "—" if c["hit_rate"] is None else _pct(c["hit_rate"])
+            lines.append(
+                f"| {key} (TTL {cache[key]['ttl_s']:g} s) | {hit} | {o['p50_ms']:.1f} / "
+                f"{o['p99_ms']:.1f} | {_cpu(o)} | {c['qps']:.1f} | {chit} | "
+                f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f} |"
+            )
     widths = {w: v for w, v in r["ndcg@10"].items() if w != "float32"}
     ndcg = ", ".join(f"{w}: {v:.4f}" for w, v in widths.items())
     lines += [
         "",
-        f"Offline NDCG@10 (test split, k=10) by final width, in the precision the server ran: "
-        f"{ndcg}; width {setup['beam_width']} in float32: {r['ndcg@10']['float32']:.4f} "
-        f"({_pct(r['ndcg@10_precision_loss'])} lost to the precision). Weighted by the widths "
-        f"the dynamic beam served: {r['ndcg@10_served']:.4f} "
-        f"({_pct(r['ndcg@10_relative_loss'])} relative loss vs width {setup['beam_width']} "
-        "in float32: narrower beams and precision together).",
+        f"Offline NDCG@10 (test split, k=10) by final width, in the precision the default ran: "
+        f"{ndcg}; width {setup['beam_width']} in float32: {r['ndcg@10']['float32']:.4f}. "
+        f"Weighted by the widths the default served over its sweep: {r['ndcg@10_served']:.4f} "
+        f"({_pct(r['ndcg@10_relative_loss'])} relative loss: narrower beams and precision "
+        "together).",
         "",
         "## Targets",
         "",
@@ -72,10 +138,9 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
         "|---|---|---:|---|",
     ]
     for name, t in r["targets"].items():
-        value = _pct(t["value"]) if "loss" in name or "share" in name else f"{t['value']:.1f}"
-        lines.append(
-            f"| {name} | {t['target']} | {value} | {'—' if t['met'] is None else 'yes' if t['met'] else 'no'} |"
-        )
+        value = _pct(t["value"]) if "loss" in name else f"{t['value']:.2f}"
+        met = "—" if t["met"] is None else "yes" if t["met"] else "no"
+        lines.append(f"| {name} | {t['target']} | {value} | {met} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -85,31 +150,18 @@ def plot(r: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     for name, rows in r["sweeps"].items():
         qps = [x["qps"] for x in rows]
-        (line,) = ax1.plot(qps, [x["p99_ms"] for x in rows], marker="o", label=f"{name} p99")
-        ax1.plot(qps, [x["p50_ms"] for x in rows], ls="--", color=line.get_color(), alpha=0.6)
+        (line,) = ax.plot(qps, [x["p99_ms"] for x in rows], marker="o", label=f"{name} p99")
+        ax.plot(qps, [x["p50_ms"] for x in rows], ls="--", color=line.get_color(), alpha=0.6)
         for x in rows:
-            ax1.annotate(f"c{x['concurrency']}", (x["qps"], x["p99_ms"]), fontsize=7)
-    ax1.axhline(50, color="grey", lw=0.8, ls=":")
-    ax1.set(xlabel="throughput (QPS)", ylabel="latency (ms; p99 solid, p50 dashed)")
-    ax1.set_yscale("log")
-    ax1.set_title("closed loop, concurrency 1/4/16/64")
-    ax1.legend(fontsize=8)
-    ov = r["overload"]
-    names = ["dynamic", "static"]
-    for i, q in enumerate(("p50_ms", "p95_ms", "p99_ms")):
-        ax2.bar([j + 0.27 * (i - 1) for j in range(2)], [ov[n][q] for n in names], 0.27, label=q)
-    ax2.axhline(r["setup"]["slo_ms"], color="red", lw=0.8, ls=":", label="SLO")
-    labels = [
-        f"{n} beam\n{ov[n]['qps']:.0f} QPS served, {ov[n]['shed_503'] / ov[n]['requests']:.0%} shed"
-        for n in names
-    ]
-    ax2.set_xticks(range(2), labels)
-    ax2.set_yscale("log")
-    ax2.set(ylabel="latency (ms)", title=f"overload: {ov['dynamic']['rate']:.0f} req/s offered")
-    ax2.legend(fontsize=8)
+            ax.annotate(f"c{x['concurrency']}", (x["qps"], x["p99_ms"]), fontsize=7)
+    ax.axhline(50, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="throughput (QPS)", ylabel="latency (ms; p99 solid, p50 dashed)")
+    ax.set_yscale("log")
+    ax.set_title("closed loop, concurrency 1/4/16/64, cache off")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
