@@ -339,19 +339,56 @@ def row_precision(row: Row) -> str:
 # --- phases -------------------------------------------------------------------------------
 
 
-def sweep(
-    bundle: Path, work: Path, row: Row, code: Path, bodies: list[bytes], secs: float, ctx: Any
-) -> list[dict[str, Any]]:
-    rows = []
-    env = {**row.env, "GENREC_LATENCY_SLO_MS": str(ctx.slo_ms)}
-    peak = ctx.peak[row_precision(row)]["peak"] * 1e9 * (os.cpu_count() or 1)
-    with Server(bundle, work, env, code) as server:
-        asyncio.run(closed_loop("127.0.0.1", server.port, bodies, 4, secs / 2))  # warm up
+def merge(runs: list[Run]) -> Run:
+    """Load runs of one server pooled into one: their durations, latencies and counts."""
+    out = Run(sum(r.duration_s for r in runs))
+    for r in runs:
+        out.latencies_ms += r.latencies_ms
+        out.outcomes += r.outcomes
+        out.statuses.update(r.statuses)
+        out.widths.update(r.widths)
+        out.timeouts += r.timeouts
+    return out
+
+
+def ladder(
+    bundle: Path, work: Path, rows: list[Row], codes: dict[str, Path], bodies: list[bytes], ctx: Any
+) -> dict[str, list[dict[str, Any]]]:
+    """Every row's server up at once, the load on one at a time: `ctx.rounds` rounds, each
+    giving every row and concurrency `ctx.seconds / rounds` (the rows' order rotating), so a
+    change in the host's speed during the run falls on every row alike."""
+    servers = {}
+    try:
+        for row in rows:
+            env = {**row.env, "GENREC_LATENCY_SLO_MS": str(ctx.slo_ms)}
+            servers[row.name] = Server(bundle, work, env, codes[row.code])
+        for server in servers.values():
+            server.wait_ready()
+            asyncio.run(closed_loop("127.0.0.1", server.port, bodies, 4, 2.0))  # warm up
+        parts: dict[tuple[str, int], list[tuple[Run, float, dict[str, float]]]] = {}
+        loads: dict[str, list[list[float]]] = {row.name: [] for row in rows}
+        secs = ctx.seconds / ctx.rounds
+        for r in range(ctx.rounds):
+            order = rows[r % len(rows) :] + rows[: r % len(rows)]
+            for c in CONCURRENCY:
+                for row in order:
+                    server = servers[row.name]
+                    loads[row.name].append(host_load())
+                    load = closed_loop("127.0.0.1", server.port, bodies, c, secs)
+                    parts.setdefault((row.name, c), []).append(asyncio.run(measured(server, load)))
+            print(f"  round {r + 1}/{ctx.rounds} done", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        peak = ctx.peak[row_precision(row)]["peak"] * 1e9 * (os.cpu_count() or 1)
+        out[row.name] = []
         for c in CONCURRENCY:
-            load = host_load()
-            run, wall, cpu = asyncio.run(
-                measured(server, closed_loop("127.0.0.1", server.port, bodies, c, secs))
-            )
+            got = parts[(row.name, c)]
+            run = merge([p[0] for p in got])
+            wall = sum(p[1] for p in got)
+            cpu = {k: sum(p[2][k] for p in got) for k in got[0][2]}
             s = run.summary()
             flops = ctx.flops.served(s["widths"])
             x = {
@@ -360,11 +397,12 @@ def sweep(
                 "gflops_per_request": round(flops / 1e9, 5),
                 "mfu": s["qps"] * flops / peak,
                 "cpu_ms_per_request": cpu_per_request(run, wall, cpu),
-                "load_before": load,
+                "qps_by_round": [round(p[0].summary()["qps"], 1) for p in got],
             }
-            rows.append(x)
-            print(f"  c={c:<3} {fmt(x)}", flush=True)
-    return rows
+            out[row.name].append(x)
+            print(f"  {row.name:<16} c={c:<3} {fmt(x)}", flush=True)
+        out[row.name][0]["load_before"] = loads[row.name]
+    return out
 
 
 def fmt(r: dict[str, Any]) -> str:
@@ -518,6 +556,8 @@ class Context:
     slo_ms: float
     peak: dict[str, Any]
     flops: Flops
+    seconds: float  # per row and concurrency, over all rounds
+    rounds: int
 
 
 def main() -> None:
@@ -528,7 +568,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", type=Path, default=ROOT / "artifacts/bundles/ml-100k")
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data")
-    ap.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
+    ap.add_argument("--seconds", type=float, default=12.0, help="per row and concurrency")
+    ap.add_argument("--rounds", type=int, default=3, help="the seconds are split over rounds")
     ap.add_argument("--slo-ms", type=float, default=100.0)
     ap.add_argument("--rows", default=",".join(ROWS), help=f"of {', '.join(ROWS)}")
     ap.add_argument("--previous", default=PREVIOUS_DEFAULT, help="commit the previous rows run")
@@ -548,13 +589,11 @@ def main() -> None:
         print("matmul peak (one thread, GFLOP/s) …", flush=True)
         peak = matmul_peak()
         print(f"  {peak}", flush=True)
-        ctx = Context(args.slo_ms, peak, Flops(bundle))
+        ctx = Context(args.slo_ms, peak, Flops(bundle), args.seconds, args.rounds)
         codes = {"current": ROOT, "previous": previous_code(work, args.previous)}
-        sweeps = {}
         for name in names:
-            row = ROWS[name]
-            print(f"{name}: {row.label} [{row.code} code]", flush=True)
-            sweeps[name] = sweep(bundle, work, row, codes[row.code], bodies, args.seconds, ctx)
+            print(f"{name}: {ROWS[name].label} [{ROWS[name].code} code]", flush=True)
+        sweeps = ladder(bundle, work, [ROWS[n] for n in names], codes, bodies, ctx)
         cache = None
         if not args.no_cache_phase and DEFAULT in sweeps:
             at16 = next(x for x in sweeps[DEFAULT] if x["concurrency"] == 16)
@@ -593,6 +632,7 @@ def main() -> None:
             "k": K,
             "beam_width": BEAM,
             "seconds_per_level": args.seconds,
+            "rounds": args.rounds,
             "slo_ms": args.slo_ms,
         },
         "peak_gflops_per_core": peak,
