@@ -116,15 +116,19 @@ class MicroBatcher(Generic[Q, R]):
         the event loop count too), and at least what the batcher holds."""
         return max(self.admitted or 0.0, self.queued_units + self.in_flight_units)
 
-    def check_admission(self, units: float = 1.0, expensive: bool = False) -> None:
+    def check_admission(
+        self, units: float = 1.0, expensive: bool = False, counted: float = 0.0
+    ) -> None:
         """Raise `Overloaded` if `units` more work would wait past its bound (queue or SLO);
         cheap, so callers can shed before doing any other work. An `expensive` request (more
-        than one unit) may not use the budget's share kept for default ones."""
+        than one unit) may not use the budget's share kept for default ones. `counted`: units
+        of this request already in the pending count (the edge's), which are its own, not
+        work ahead of it: a request with nothing ahead is always admitted."""
         if self.queue.full():
             raise Overloaded(
                 f"the server is overloaded ({self.queue.maxsize} requests waiting); retry shortly"
             )
-        if not self.policy.admits(self.pending_units, units, expensive):
+        if not self.policy.admits(self.pending_units - counted, units + counted, expensive):
             raise Overloaded("the server is overloaded (past its latency budget); retry shortly")
 
     @contextmanager
@@ -152,7 +156,8 @@ class MicroBatcher(Generic[Q, R]):
         """Queue a query of `cost` units and wait for its result; admission is checked again
         with its full cost (the edge counted one unit before it knew the request)."""
         extra = cost - 1.0 if self.admitted is not None else cost
-        self.check_admission(max(0.0, extra), expensive=cost > 1.0)
+        own = 1.0 if self.admitted is not None else 0.0  # the edge counted this one
+        self.check_admission(max(0.0, extra), expensive=cost > 1.0, counted=own)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         counted: AbstractContextManager[None] = (

@@ -228,3 +228,25 @@ def test_a_batch_waits_only_for_requests_on_their_way():
     alone_s = asyncio.run(go())
     assert alone_s < 0.2  # did not wait the 300 ms for company
     assert sizes == [1, 2]  # the second arrived within the wait and shared the batch
+
+
+def test_a_request_with_nothing_ahead_is_admitted_whatever_the_host_last_measured():
+    """The edge counts a request before `submit` checks its full cost; that unit is the
+    request's own, not work ahead of it. A stalled host once measured 2 s per request: an idle
+    server must still admit (and re-measure), or it sheds every request for good (seen: servers
+    started together on a busy host answered nothing but 503)."""
+    from service.beam_controller import BeamController, ControllerConfig
+
+    controller = BeamController(ControllerConfig(enabled=False))
+    controller.observe(1, 64, 2.0)  # far past the 100 ms SLO's admission budget
+
+    async def go():
+        b = batcher(lambda batch, width: batch, max_wait_ms=0, policy=controller)
+        b.start()
+        try:
+            with b.admitted_request():  # what LoadShedder does at the edge
+                return await b.submit("alone")
+        finally:
+            await b.stop()
+
+    assert asyncio.run(go()) == "alone"
