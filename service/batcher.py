@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -28,6 +29,9 @@ from typing import Generic, Protocol, TypeVar
 from service.errors import Overloaded, ServiceError
 
 log = logging.getLogger(__name__)
+
+# A queue whose latest request waited this share of `max_queue_s` is standing: shed at the edge.
+STANDING_SHARE = 0.8
 
 Q = TypeVar("Q")
 R = TypeVar("R")
@@ -90,6 +94,7 @@ class MicroBatcher(Generic[Q, R]):
     ) -> None:
         self.run, self.max_size, self.max_wait = run, max_size, max_wait_ms / 1000
         self.max_queue_s = max_queue_s
+        self.arrivals: deque[float] = deque()  # when each queued request arrived, oldest first
         self.policy, self.on_batch = policy, on_batch
         self.queue: asyncio.Queue[Pending[Q, R]] = asyncio.Queue(max_queue)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genrec-model")
@@ -130,6 +135,20 @@ class MicroBatcher(Generic[Q, R]):
             )
         if not self.policy.admits(self.pending_units - counted, units + counted, expensive):
             raise Overloaded("the server is overloaded (past its latency budget); retry shortly")
+        if self.standing_queue():
+            raise Overloaded("the server is overloaded (its queue is past its wait); retry shortly")
+
+    def standing_queue(self) -> bool:
+        """Whether the oldest queued request has waited most of `max_queue_s`
+        (`STANDING_SHARE`): a request queued now waits behind it at least as long, so it is
+        shed at once rather than after waiting out the deadline. Admission's estimate counts
+        model time only; this counts the wait itself, which also holds the event loop's work
+        and a busy host's stalls (without it, 3x overload shed many of its 503s at dequeue:
+        shed p99 72-81 ms). An empty queue admits, so a past stall never locks the server."""
+        if self.max_queue_s is None or not self.arrivals:
+            return False
+        age = asyncio.get_running_loop().time() - self.arrivals[0]
+        return age > STANDING_SHARE * self.max_queue_s
 
     @contextmanager
     def admitted_request(self, units: float = 1.0) -> Iterator[None]:
@@ -164,7 +183,9 @@ class MicroBatcher(Generic[Q, R]):
             self.admitted_request(max(0.0, extra)) if self.admitted is not None else nullcontext()
         )
         with counted:
-            self.queue.put_nowait(Pending(query, future, loop.time(), cost))
+            now = loop.time()
+            self.queue.put_nowait(Pending(query, future, now, cost))
+            self.arrivals.append(now)
             self.queued_units += cost
             return await future
 
@@ -176,6 +197,7 @@ class MicroBatcher(Generic[Q, R]):
         return self.admitted - self.queued_units - self.in_flight_units - collected
 
     def _take(self, item: Pending[Q, R]) -> Pending[Q, R]:
+        self.arrivals.popleft()
         self.queued_units -= item.cost
         return item
 

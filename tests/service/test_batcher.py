@@ -250,3 +250,38 @@ def test_a_request_with_nothing_ahead_is_admitted_whatever_the_host_last_measure
             await b.stop()
 
     assert asyncio.run(go()) == "alone"
+
+
+def test_a_standing_queue_sheds_new_requests_at_once_and_an_empty_one_admits():
+    """Once the oldest queued request has waited most of the queue bound, a new one would wait
+    at least as long: it is shed at the edge, in no time, not after waiting out the bound."""
+    release = threading.Event()
+
+    def run(batch, width):
+        release.wait(5)  # the first batch holds the only worker
+        return batch
+
+    async def go():
+        b = MicroBatcher(run, 1, 0.0, 100, FixedWidth(8), None, 1, max_queue_s=0.05)
+        b.start()
+        loop = asyncio.get_running_loop()
+        try:
+            first = asyncio.ensure_future(b.submit("first"))
+            await asyncio.sleep(0.01)
+            queued = asyncio.ensure_future(b.submit("queued"))
+            await asyncio.sleep(0.01)
+            b.check_admission()  # the queue is young: admitted
+            await asyncio.sleep(0.04)  # its oldest request has now waited 50 ms > 0.8 × 50
+            start = loop.time()
+            with pytest.raises(Overloaded, match="queue"):
+                b.check_admission()
+            shed_s = loop.time() - start
+            release.set()
+            await asyncio.gather(first, queued, return_exceptions=True)
+            b.check_admission()  # empty again: admitted
+            return shed_s, await b.submit("fresh")
+        finally:
+            await b.stop()
+
+    shed_s, fresh = asyncio.run(go())
+    assert shed_s < 0.01 and fresh == "fresh"
