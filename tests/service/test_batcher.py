@@ -271,7 +271,7 @@ def test_a_standing_queue_sheds_new_requests_at_once_and_an_empty_one_admits():
             queued = asyncio.ensure_future(b.submit("queued"))
             await asyncio.sleep(0.01)
             b.check_admission()  # the queue is young: admitted
-            await asyncio.sleep(0.04)  # its oldest request has now waited 50 ms > 0.8 × 50
+            await asyncio.sleep(0.04)  # its oldest request has now waited 50 ms > 0.6 × 50
             start = loop.time()
             with pytest.raises(Overloaded, match="queue"):
                 b.check_admission()
