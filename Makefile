@@ -67,7 +67,7 @@ bench-studies: bench-quality
 	$(BIN)/python benchmarks/tokenizer_study.py
 	$(BIN)/python benchmarks/generator.py
 
-# The real server under closed- and open-loop load (~5 min on 2 cores): benchmarks/results/serving.*
+# The real server under closed- and open-loop load (~18 min on 2 cores): benchmarks/results/serving.*
 bench-serving: train
 	$(BIN)/python benchmarks/decode_cost.py --bundle $(BUNDLE)
 	$(BIN)/python benchmarks/serving.py --bundle $(BUNDLE) --data-dir $(GENREC_DATA_DIR)
