@@ -99,10 +99,12 @@ def test_three_times_capacity_sheds_the_excess_fast_and_nothing_else_fails(serve
     assert all(ra > 0 for _, ra in shed)  # with Retry-After
     # Fast: most of the excess is refused at admission, in a few ms, not after waiting out
     # the queue deadline (half the SLO: 50 ms). With edge admission removed every shed
-    # waits out that deadline (checked: median 66 ms). The target is p99 ≤ 50 ms, which
-    # benchmarks/reliability.py reports; here the load generator shares the server's two
-    # cores, and even on a quiet host 10-20% of the sheds waited out the deadline in one
-    # server of two (p90 57-60 ms, every run of it; p50 1.1 ms): printed, not asserted.
+    # waits out that deadline (checked: median 66 ms). The target is p99 <= 50 ms, which
+    # benchmarks/reliability.py reports on the real model; here the load generator shares
+    # the server's two cores: at stop 19, 10-20% of the sheds waited out the deadline in one
+    # server of two (p90 57-60 ms); at 40445fb, five runs gave p90 3-7 ms and p99 6-58 ms,
+    # with the standing-queue check or without it (test_batcher tests that check). The
+    # median is asserted, the p90 and p99 printed.
     shed_p50, shed_p90, shed_p99 = np.percentile(ms(run, 503), [50, 90, 99])
     assert shed_p50 <= 50, shed_p50
     assert np.percentile(health_ms, 90) < 50, sorted(health_ms)[-5:]
