@@ -301,9 +301,9 @@ def markdown(r: dict[str, Any]) -> str:
         "# Reliability benchmark",
         "",
         "`python benchmarks/reliability.py` (phases can be re-run alone with `--only`; each "
-        "records its commit). The host is a shared 2-core machine whose load average stayed "
-        "between 5 and 12 while this ran (other jobs): its measured saturation is far below "
-        "README's serving figures, so compare rows within a phase, not with other runs.",
+        "records its commit). The host is a shared 2-core machine and the load generator runs "
+        "on the same cores (the load average before a phase is in the JSON and, for the soak, "
+        "in its table): compare rows within a phase, not with other runs.",
         "",
     ]
     if "backlog" in r:
