@@ -174,15 +174,23 @@ def test_idle_workers_share_a_gathered_batch():
     assert sorted(sizes) == [5, 5] and len(threads) == 2
 
 
-def test_queries_that_waited_past_the_queue_bound_are_shed_at_dequeue():
+def held_batcher():
+    """One worker whose batches wait for `release` (the first holds it), batches of one, and a
+    queue bound of 50 ms: returns `release` and a factory of the batcher."""
     release = threading.Event()
 
     def run(batch, width):
-        release.wait(5)  # the first batch holds the only worker
+        release.wait(5)
         return batch
 
+    return release, lambda: MicroBatcher(run, 1, 0.0, 100, FixedWidth(8), None, 1, max_queue_s=0.05)
+
+
+def test_queries_that_waited_past_the_queue_bound_are_shed_at_dequeue():
+    release, held = held_batcher()
+
     async def go():
-        b = MicroBatcher(run, 1, 0.0, 100, FixedWidth(8), None, 1, max_queue_s=0.05)
+        b = held()
         b.start()
         try:
             first = asyncio.ensure_future(b.submit("first"))
@@ -255,14 +263,10 @@ def test_a_request_with_nothing_ahead_is_admitted_whatever_the_host_last_measure
 def test_a_standing_queue_sheds_new_requests_at_once_and_an_empty_one_admits():
     """Once the oldest queued request has waited most of the queue bound, a new one would wait
     at least as long: it is shed at the edge, in no time, not after waiting out the bound."""
-    release = threading.Event()
-
-    def run(batch, width):
-        release.wait(5)  # the first batch holds the only worker
-        return batch
+    release, held = held_batcher()
 
     async def go():
-        b = MicroBatcher(run, 1, 0.0, 100, FixedWidth(8), None, 1, max_queue_s=0.05)
+        b = held()
         b.start()
         loop = asyncio.get_running_loop()
         try:
