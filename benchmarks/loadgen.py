@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import socket
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -18,6 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 WIDTH = re.compile(rb'"beam_width":(\d+)')
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class Connection:

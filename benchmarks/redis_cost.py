@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from harness import RESULTS, provenance  # noqa: E402
-from serving import free_port  # noqa: E402
+from loadgen import free_port  # noqa: E402
 
 HISTORY = 50  # the store keeps a user's last 50 items
 BATCH = 10  # events per POST /v1/events in the measurement

@@ -51,7 +51,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from loadgen import Run, closed_loop, open_loop  # noqa: E402
+from loadgen import Run, closed_loop, free_port, open_loop  # noqa: E402
 
 CONCURRENCY = (1, 4, 16, 64)
 BEAM = 64
@@ -123,14 +123,6 @@ PREVIOUS, DEFAULT = "previous default", "+dynamic"
 
 def host_load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
