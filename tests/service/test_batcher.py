@@ -174,7 +174,7 @@ def test_idle_workers_share_a_gathered_batch():
     assert sorted(sizes) == [5, 5] and len(threads) == 2
 
 
-def held_batcher():
+def held_batcher(policy=None):
     """One worker whose batches wait for `release` (the first holds it), batches of one, and a
     queue bound of 50 ms: returns `release` and a factory of the batcher."""
     release = threading.Event()
@@ -183,7 +183,8 @@ def held_batcher():
         release.wait(5)
         return batch
 
-    return release, lambda: MicroBatcher(run, 1, 0.0, 100, FixedWidth(8), None, 1, max_queue_s=0.05)
+    policy = policy or FixedWidth(8)
+    return release, lambda: MicroBatcher(run, 1, 0.0, 100, policy, None, 1, max_queue_s=0.05)
 
 
 def test_queries_that_waited_past_the_queue_bound_are_shed_at_dequeue():
@@ -289,3 +290,43 @@ def test_a_standing_queue_sheds_new_requests_at_once_and_an_empty_one_admits():
 
     shed_s, fresh = asyncio.run(go())
     assert shed_s < 0.01 and fresh == "fresh"
+
+
+class Switch(FixedWidth):
+    """A width policy whose admission is switched by the test: overloaded or not."""
+
+    def __init__(self) -> None:
+        super().__init__(8)
+        self.overloaded = False
+
+    def admits(self, pending, units=1.0, expensive=False):
+        return not self.overloaded
+
+
+@pytest.mark.parametrize("overloaded", [False, True])
+def test_a_request_a_stall_made_late_is_served_unless_the_server_is_overloaded(overloaded):
+    """Past the queue bound (but not twice it), a request is shed only while admission would
+    refuse: one stall under light load (a worker loading a new bundle) costs no request."""
+    policy = Switch()
+    release, held = held_batcher(policy)
+
+    async def go():
+        b = held()
+        b.start()
+        try:
+            first = asyncio.ensure_future(b.submit("first"))
+            await asyncio.sleep(0.01)
+            late = asyncio.ensure_future(b.submit("late"))
+            await asyncio.sleep(0.07)  # "late" has waited past 50 ms, not past 100
+            policy.overloaded = overloaded
+            release.set()
+            return await asyncio.gather(first, late, return_exceptions=True)
+        finally:
+            await b.stop()
+
+    first, late = asyncio.run(go())
+    assert first == "first"
+    if overloaded:
+        assert isinstance(late, Overloaded)
+    else:
+        assert late == "late"
