@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from harness import RESULTS, provenance  # noqa: E402
+from live_server import Server, host_load, request_bodies  # noqa: E402
 from loadgen import Run, closed_loop, open_loop  # noqa: E402
-from serving import Server, host_load, request_bodies  # noqa: E402
 
 SLO_MS = 100.0  # the default GENREC_LATENCY_SLO_MS
 K = 10

@@ -37,11 +37,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from harness import provenance  # noqa: E402
+from live_server import host_load  # noqa: E402
 from loadgen import closed_loop, free_port  # noqa: E402
 from redis_cost import Server as RedisServer  # noqa: E402
 from redis_cost import seed_redis  # noqa: E402
 from scale_report import report  # noqa: E402
-from serving import host_load  # noqa: E402
 
 SIZES = {"1e4": (10_000, 100_000), "1e5": (100_000, 1_000_000), "1e6": (1_000_000, 10_000_000)}
 STAGES = ("data", "load", "collab", "tokenizer", "train", "bundle_load", "dense", "item_table")
