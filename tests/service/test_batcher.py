@@ -187,8 +187,11 @@ def held_batcher(policy=None):
     return release, lambda: MicroBatcher(run, 1, 0.0, 100, policy, None, 1, max_queue_s=0.05)
 
 
-def test_queries_that_waited_past_the_queue_bound_are_shed_at_dequeue():
-    release, held = held_batcher()
+def late_behind_first(waited_s, policy=None, before_release=lambda: None):
+    """Submit "first" (it holds the only worker) and then "late", which waits `waited_s` in the
+    queue before `before_release()` and the worker's release; then "fresh" with nothing ahead.
+    Returns the three outcomes (an exception where one was shed)."""
+    release, held = held_batcher(policy)
 
     async def go():
         b = held()
@@ -197,15 +200,20 @@ def test_queries_that_waited_past_the_queue_bound_are_shed_at_dequeue():
             first = asyncio.ensure_future(b.submit("first"))
             await asyncio.sleep(0.01)
             late = asyncio.ensure_future(b.submit("late"))
-            await asyncio.sleep(0.2)  # "late" waits behind "first" past 50 ms
+            await asyncio.sleep(waited_s)
+            before_release()
             release.set()
             results = await asyncio.gather(first, late, return_exceptions=True)
-            fresh = await b.submit("fresh")  # nothing ahead of it: served
-            return results, fresh
+            fresh = await asyncio.gather(b.submit("fresh"), return_exceptions=True)
+            return (*results, *fresh)
         finally:
             await b.stop()
 
-    (first, late), fresh = asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_queries_that_waited_past_the_queue_bound_are_shed_at_dequeue():
+    first, late, fresh = late_behind_first(0.2)  # past 50 ms, and past twice that
     assert first == "first" and fresh == "fresh"
     assert isinstance(late, Overloaded)
 
@@ -308,23 +316,12 @@ def test_a_request_a_stall_made_late_is_served_unless_the_server_is_overloaded(o
     """Past the queue bound (but not twice it), a request is shed only while admission would
     refuse: one stall under light load (a worker loading a new bundle) costs no request."""
     policy = Switch()
-    release, held = held_batcher(policy)
 
-    async def go():
-        b = held()
-        b.start()
-        try:
-            first = asyncio.ensure_future(b.submit("first"))
-            await asyncio.sleep(0.01)
-            late = asyncio.ensure_future(b.submit("late"))
-            await asyncio.sleep(0.07)  # "late" has waited past 50 ms, not past 100
-            policy.overloaded = overloaded
-            release.set()
-            return await asyncio.gather(first, late, return_exceptions=True)
-        finally:
-            await b.stop()
+    def switch() -> None:
+        policy.overloaded = overloaded
 
-    first, late = asyncio.run(go())
+    # "late" has waited past 50 ms, not past 100
+    first, late, _ = late_behind_first(0.07, policy, before_release=switch)
     assert first == "first"
     if overloaded:
         assert isinstance(late, Overloaded)
